@@ -1,0 +1,1 @@
+"""Hardware side: board specs, measurement backends, the simulated DPU, profiler and cost models."""
