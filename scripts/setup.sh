@@ -14,13 +14,15 @@ fi
 "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hw_prune needs Python >= 3.11")'
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# Some machines list local package indexes that may not exist; pip warns once per package about them.
+quiet() { "$@" 2> >(grep -v "^WARNING: Location '" >&2); }
 echo "[setup] installing torch==2.13.0 (CPU) ..." >&2
-"${pip[@]}" install torch==2.13.0
+quiet "${pip[@]}" install torch==2.13.0
 echo "[setup] installing pinned dependencies (requirements.lock) ..." >&2
-"${pip[@]}" install -r requirements.lock
+quiet "${pip[@]}" install -r requirements.lock
 # finn-plus declares brevitas==0.13.0 and would downgrade the pins: install it without deps
 # (its other requirements are in requirements.lock, see DESIGN.md section 4).
-"${pip[@]}" install --no-deps -r requirements-nodeps.txt
-"${pip[@]}" install --no-deps -e .
+quiet "${pip[@]}" install --no-deps -r requirements-nodeps.txt
+quiet "${pip[@]}" install --no-deps -e .
 echo "$want" > "$stamp"
 echo "[setup] done: $(.venv/bin/hw_prune --version)" >&2

@@ -1,0 +1,484 @@
+"""Latency-budgeted width allocation: choose a kept width for every channel group so that the predicted
+latency fits a budget while as much importance (or as little predicted accuracy) as possible is lost.
+
+How it works (HALP-like, but greedy instead of a knapsack; see docs/benchmarks/latency_prune.md):
+- `layer_dependencies` says, for every LayerSpec, which channel groups set its input and output channel
+  counts (a group's width is the cout of its producers and the cin of its consumers; a concatenation
+  sums several groups; residual adds share one group). Found by propagating channel "origins" through
+  the torch.fx graph, so functional adds / cats / pools are costed too.
+- `WidthSearch` walks down from the full widths: at every step it takes the move (one group, down by one
+  or a few allowed widths) that loses the least importance per millisecond saved. The latency change of a
+  move is exact under the cost model: every layer that touches the group is re-predicted with its
+  neighbours' current widths (predictions are cached by LayerSpec.key()). Lookahead over several widths
+  copes with staircases, where one step saves nothing and two save a whole tile. A fill-back pass then
+  re-grows the groups with the best importance per ms while the budget still holds, which lands the
+  latency close to the budget (the closed loop needs that: it aims at a 5% window).
+- Allowed widths are multiples of lcm(cost-model alignment, group divisor) (the full width always
+  stays allowed): on a DPU 17 channels cost as much as 32, so the search never pays for them.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hw_prune.layers import LayerSpec, extract_layer_specs
+
+Terms = tuple[tuple[str | None, int], ...]  # (group name or None = fixed, channel count at full width)
+
+
+@dataclass
+class LayerDeps:
+    """A layer and the groups its channel counts come from."""
+
+    spec: LayerSpec
+    cin: Terms
+    cout: Terms
+
+    def groups(self) -> set[str]:
+        return {g for g, _ in self.cin + self.cout if g is not None}
+
+
+# ----------------------------------------------------------------------------------------------
+# which groups set which layer's channels
+
+
+def _member_maps(groups: Iterable[Any]) -> tuple[dict[str, str], dict[str, str]]:
+    out_of: dict[str, str] = {}
+    in_of: dict[str, str] = {}
+    for g in groups:
+        for mod, kind in g.members:
+            (out_of if kind == "out" else in_of).setdefault(mod, g.name)
+    return out_of, in_of
+
+
+def _scale(terms: Terms, total: int) -> Terms:
+    """Terms rescaled to `total` channels (e.g. a Linear after flattening C x H x W)."""
+    s = sum(c for _, c in terms)
+    if s == total or s == 0:
+        return terms if s else ((None, total),)
+    if total % s == 0:
+        k = total // s
+        return tuple((g, c * k) for g, c in terms)
+    return ((None, total),)
+
+
+_CAT = (torch.cat, torch.concat)
+_ADD = (operator.add, torch.add, operator.iadd)
+
+
+def _deps_fx(model: nn.Module, input_shape: tuple[int, ...], specs: Sequence[LayerSpec],
+             out_of: dict[str, str]) -> list[LayerDeps]:
+    from torch.fx import symbolic_trace
+
+    gm = symbolic_trace(model)
+    modules = dict(gm.named_modules())
+    origin: dict[Any, Terms] = {}
+    by_name: dict[str, list[tuple[Terms, Terms]]] = {}
+
+    def arg_terms(a: Any) -> Terms | None:
+        return origin.get(a) if hasattr(a, "op") else None
+
+    def first_terms(node: Any) -> Terms | None:
+        for a in list(node.args) + list(node.kwargs.values()):
+            t = arg_terms(a)
+            if t is not None:
+                return t
+        return None
+
+    for node in gm.graph.nodes:
+        t: Terms | None = None
+        if node.op == "placeholder":
+            t = ((None, int(input_shape[1])),)
+        elif node.op == "call_module":
+            m = modules[node.target]
+            tin = first_terms(node)
+            if isinstance(m, nn.Conv2d):
+                t = ((out_of.get(node.target), m.out_channels),)
+                by_name.setdefault(node.target, []).append((_scale(tin or ((None, m.in_channels),),
+                                                                   m.in_channels), t))
+            elif isinstance(m, nn.Linear):
+                t = ((out_of.get(node.target), m.out_features),)
+                by_name.setdefault(node.target, []).append((_scale(tin or ((None, m.in_features),),
+                                                                   m.in_features), t))
+            else:
+                t = tin
+                if tin is not None:
+                    by_name.setdefault(node.target, []).append((tin, tin))
+        elif node.op in ("call_function", "call_method"):
+            fn = node.target
+            if fn in _CAT:
+                dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+                parts = [arg_terms(a) for a in node.args[0]]
+                if dim in (1, -3) and all(p is not None for p in parts):
+                    t = tuple(x for p in parts for x in p)  # type: ignore[union-attr]
+                else:
+                    t = parts[0] if parts else None
+            elif fn in _ADD or fn in ("add", "add_"):
+                cands = [arg_terms(a) for a in node.args if arg_terms(a) is not None]
+                # both operands carry the same (coupled) channels; prefer the one naming a group
+                t = next((c for c in cands if any(g for g, _ in c)), cands[0] if cands else None)
+            else:
+                t = first_terms(node)
+            if t is not None:
+                by_name.setdefault(node.name, []).append((t, t))
+        if t is not None:
+            origin[node] = t
+
+    deps: list[LayerDeps] = []
+    used: dict[str, int] = {}
+    for s in specs:
+        lst = by_name.get(s.name)
+        i = used.get(s.name, 0)
+        if not lst or i >= len(lst):
+            deps.append(LayerDeps(s, ((None, s.cin),), ((None, s.cout),)))
+            continue
+        used[s.name] = i + 1
+        tin, tout = lst[i]
+        if s.op in ("pool", "add", "concat"):
+            tin = tout
+        deps.append(LayerDeps(s, _scale(tin, s.cin), _scale(tout, s.cout)))
+    return deps
+
+
+def _deps_members(specs: Sequence[LayerSpec], out_of: dict[str, str], in_of: dict[str, str]) -> list[LayerDeps]:
+    """Fallback for models fx cannot trace: convs/linears by membership, pools follow the previous layer."""
+    deps: list[LayerDeps] = []
+    prev: Terms = ((None, 0),)
+    for s in specs:
+        if s.op in ("conv", "dwconv", "fc"):
+            d = LayerDeps(s, ((in_of.get(s.name), s.cin),), ((out_of.get(s.name), s.cout),))
+        else:
+            t = prev if sum(c for _, c in prev) == s.cin else ((None, s.cin),)
+            d = LayerDeps(s, t, t)
+        deps.append(d)
+        prev = d.cout
+    return deps
+
+
+def layer_dependencies(model: nn.Module, input_shape: tuple[int, ...], groups: Sequence[Any],
+                       specs: Sequence[LayerSpec] | None = None) -> list[LayerDeps]:
+    """For each layer spec (execution order): the groups that set its cin and cout.
+
+    `groups` are hw_prune.graph.ChannelGroup-like (name, width, members[(module, 'out'|'in')], ...).
+    """
+    specs = list(specs) if specs is not None else extract_layer_specs(model, input_shape)
+    out_of, in_of = _member_maps(groups)
+    was = model.training
+    model.eval()
+    try:
+        return _deps_fx(model, input_shape, specs, out_of)
+    except Exception:  # untraceable model: membership only
+        return _deps_members(specs, out_of, in_of)
+    finally:
+        model.train(was)
+
+
+def _width_of(terms: Terms, widths: Mapping[str, int], full: Mapping[str, int]) -> int:
+    n = 0
+    for g, c in terms:
+        if g is None or g not in widths:
+            n += c
+        else:
+            n += c * widths[g] // full[g]
+    return n
+
+
+def specs_at(deps: Sequence[LayerDeps], widths: Mapping[str, int], full: Mapping[str, int]) -> list[LayerSpec]:
+    """Layer specs of the model pruned to `widths` (groups not named keep their full width)."""
+    out = []
+    for d in deps:
+        ci, co = _width_of(d.cin, widths, full), _width_of(d.cout, widths, full)
+        s = d.spec
+        if s.op in ("pool", "add", "concat", "dwconv"):
+            out.append(s.with_channels(cin=co) if s.op != "dwconv" else s.with_channels(cout=co))
+        else:
+            out.append(s.with_channels(cin=ci, cout=co))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# objective: what is lost when a group keeps k channels
+
+
+def importance_loss_curves(groups: Sequence[Any], importance: Mapping[str, np.ndarray],
+                           weights: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+    """loss[g][k] = share of group g's importance mass removed when its best k channels are kept,
+    times the group's weight (default: its number of producing layers, so a residual stream that
+    feeds many blocks counts for each of them)."""
+    curves: dict[str, np.ndarray] = {}
+    for g in groups:
+        sc = np.asarray(importance.get(g.name, np.ones(g.width)), dtype=float).reshape(-1)
+        if sc.size != g.width:
+            sc = np.ones(g.width)
+        sc = np.sort(np.abs(sc))[::-1]
+        tot = sc.sum()
+        kept = np.concatenate([[0.0], np.cumsum(sc)]) / (tot if tot > 0 else 1.0)
+        if tot <= 0:
+            kept = np.arange(g.width + 1) / g.width
+        w = (weights or {}).get(g.name)
+        if w is None:
+            w = max(1, sum(1 for _, kind in g.members if kind == "out"))
+        curves[g.name] = float(w) * (1.0 - kept)
+    return curves
+
+
+def sensitivity_loss_curves(groups: Sequence[Any], table: Mapping[str, Mapping[float, float]],
+                            baseline: float, fallback: Mapping[str, np.ndarray] | None = None
+                            ) -> dict[str, np.ndarray]:
+    """loss[g][k] = predicted accuracy drop (points, >= 0) from an `ana` table {group: {ratio: metric}}
+    (ratio = share of channels removed), interpolated linearly; beyond the largest measured ratio the
+    drop grows linearly to `baseline` (chance) at ratio 1. Groups missing from the table use `fallback`."""
+    curves: dict[str, np.ndarray] = {}
+    for g in groups:
+        row = table.get(g.name)
+        if not row:
+            if fallback is not None and g.name in fallback:
+                curves[g.name] = fallback[g.name]
+            continue
+        rs = sorted(float(r) for r in row)
+        drops = [max(0.0, baseline - float(row[r] if r in row else row[str(r)])) for r in rs]  # type: ignore[index]
+        xs, ys = [0.0] + rs, [0.0] + drops
+        if xs[-1] < 1.0:
+            xs.append(1.0)
+            ys.append(max(ys[-1], baseline))
+        ys = list(np.maximum.accumulate(ys))  # removing more never helps
+        ratios = 1.0 - np.arange(g.width + 1) / g.width
+        curves[g.name] = np.interp(ratios, xs, ys)
+    return curves
+
+
+# ----------------------------------------------------------------------------------------------
+# the search
+
+
+@dataclass
+class SearchResult:
+    widths: dict[str, int]
+    latency_ms: float          # predicted by cost_model.predict_model
+    fps: float
+    per_layer_ms: list[float]
+    specs: list[LayerSpec]
+    loss: float                # objective lost (importance share x weight, or predicted points)
+    feasible: bool
+    seconds: float
+    evaluations: int           # predict_layer calls that missed the cache
+    steps: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class WidthSearch:
+    """Greedy width allocation under a latency budget (see module docstring).
+
+    cost_model: anything with predict_layer(spec) -> ms and predict_model(specs) -> ModelPrediction.
+    loss_curves: {group: array of length width+1}, loss when k channels are kept (non-increasing in k).
+    """
+
+    def __init__(self, deps: Sequence[LayerDeps], groups: Sequence[Any], cost_model: Any,
+                 loss_curves: Mapping[str, np.ndarray], alignment: int | None = None,
+                 min_width: Mapping[str, int] | int | None = None, lookahead: int = 4) -> None:
+        self.deps = list(deps)
+        self.cost = cost_model
+        self.full = {g.name: int(g.width) for g in groups}
+        self.prunable = [g.name for g in groups if getattr(g, "prunable", True) and g.name in loss_curves]
+        self.curves = {k: np.asarray(v, dtype=float) for k, v in loss_curves.items()}
+        align = int(alignment if alignment is not None else getattr(cost_model, "alignment", 1) or 1)
+        self.alignment = max(1, align)
+        self.lookahead = max(1, lookahead)
+        self.options: dict[str, list[int]] = {}
+        for g in groups:
+            if g.name not in self.prunable:
+                continue
+            div = max(1, int(getattr(g, "divisor", 1) or 1))
+            lo = min_width.get(g.name, 1) if isinstance(min_width, Mapping) else int(min_width or 1)
+            self.options[g.name] = allowed_widths(int(g.width), div, self.alignment, lo)
+        self.prunable = [n for n in self.prunable if len(self.options[n]) > 1]
+        self._layers_of: dict[str, list[int]] = {n: [] for n in self.full}
+        for i, d in enumerate(self.deps):
+            for gname in d.groups():
+                if gname in self._layers_of:
+                    self._layers_of[gname].append(i)
+        self._cache: dict[tuple, float] = {}
+        self.evaluations = 0
+
+    # -- costs --------------------------------------------------------------------------------
+    def _layer_ms(self, spec: LayerSpec) -> float:
+        k = spec.key()
+        v = self._cache.get(k)
+        if v is None:
+            v = float(self.cost.predict_layer(spec))
+            self._cache[k] = v
+            self.evaluations += 1
+        return v
+
+    def _spec(self, i: int, widths: Mapping[str, int]) -> LayerSpec:
+        return specs_at([self.deps[i]], widths, self.full)[0]
+
+    def _delta(self, widths: dict[str, int], g: str, new: int) -> float:
+        """Change of the summed layer latency when group g goes to `new` (others fixed)."""
+        old_w = widths[g]
+        idx = self._layers_of[g]
+        before = sum(self._layer_ms(self._spec(i, widths)) for i in idx)
+        widths[g] = new
+        after = sum(self._layer_ms(self._spec(i, widths)) for i in idx)
+        widths[g] = old_w
+        return after - before
+
+    def layer_sum(self, widths: Mapping[str, int]) -> float:
+        return sum(self._layer_ms(s) for s in specs_at(self.deps, widths, self.full))
+
+    def predict(self, widths: Mapping[str, int]) -> Any:
+        return self.cost.predict_model(specs_at(self.deps, widths, self.full))
+
+    def loss(self, widths: Mapping[str, int]) -> float:
+        return float(sum(self.curves[g][widths[g]] for g in self.prunable))
+
+    def min_widths(self) -> dict[str, int]:
+        w = dict(self.full)
+        for g in self.prunable:
+            w[g] = self.options[g][0]
+        return w
+
+    def fastest(self) -> tuple[dict[str, int], Any]:
+        """Every prunable group at its smallest allowed width: the most speed the structure allows."""
+        w = self.min_widths()
+        return w, self.predict(w)
+
+    # -- search -------------------------------------------------------------------------------
+    def _best_down(self, widths: dict[str, int], g: str) -> tuple[float, int, float] | None:
+        opts = self.options[g]
+        j = opts.index(widths[g]) if widths[g] in opts else len(opts)
+        best = None
+        cur_loss = self.curves[g][widths[g]]
+        for new in reversed(opts[max(0, j - self.lookahead):j]):
+            saved = -self._delta(widths, g, new)
+            if saved <= 1e-9:
+                continue
+            score = (self.curves[g][new] - cur_loss) / saved
+            if best is None or score < best[0]:
+                best = (score, new, saved)
+        return best
+
+    def _best_up(self, widths: dict[str, int], g: str, slack: float) -> tuple[float, int, float] | None:
+        opts = self.options[g]
+        if widths[g] not in opts:
+            return None
+        j = opts.index(widths[g])
+        cur_loss = self.curves[g][widths[g]]
+        best = None
+        for new in opts[j + 1:j + 1 + self.lookahead]:
+            cost = self._delta(widths, g, new)
+            if cost > slack + 1e-12:
+                continue
+            gain = cur_loss - self.curves[g][new]
+            if gain <= 0:
+                continue
+            score = gain / max(cost, 1e-9)
+            if best is None or score > best[0]:
+                best = (score, new, cost)
+        return best
+
+    def run(self, budget_ms: float, start: Mapping[str, int] | None = None) -> SearchResult:
+        """Widths whose predicted latency (predict_model) is <= budget_ms, losing as little as possible.
+        Infeasible budgets return the fastest model with feasible=False."""
+        t0 = time.perf_counter()
+        ev0 = self.evaluations
+        widths = dict(self.full)
+        if start:
+            widths.update({k: v for k, v in start.items() if k in widths})
+        # sequential targets: model latency = sum of layers + a per-frame constant; the constant is
+        # re-estimated from predict_model so non-additive (dataflow) targets still converge below.
+        steps = 0
+        target = budget_ms
+        for _round in range(6):
+            pred = self.predict(widths)
+            offset = float(pred.latency_ms) - self.layer_sum(widths)
+            total = self.layer_sum(widths)
+            cand: dict[str, tuple[float, int, float] | None] = {g: self._best_down(widths, g) for g in self.prunable}
+            while total + offset > target:
+                live = [(v[0], g) for g, v in cand.items() if v is not None]
+                if not live:
+                    break
+                _, g = min(live)
+                _, new, saved = cand[g]  # type: ignore[misc]
+                widths[g] = new
+                total -= saved
+                steps += 1
+                for n in self._neighbours(g):
+                    cand[n] = self._best_down(widths, n)
+            # fill back: spend what is left of the budget on the most valuable channels
+            while True:
+                slack = target - (total + offset)
+                if slack <= 0:
+                    break
+                ups = [(v[0], g, v) for g in self.prunable if (v := self._best_up(widths, g, slack)) is not None]
+                if not ups:
+                    break
+                _, g, (_, new, cost) = max(ups, key=lambda x: x[0])
+                widths[g] = new
+                total += cost
+                steps += 1
+            pred = self.predict(widths)
+            if float(pred.latency_ms) <= budget_ms * (1 + 1e-9) or not any(
+                    self._best_down(widths, g) for g in self.prunable):
+                break
+            target -= float(pred.latency_ms) - budget_ms  # non-additive target: tighten and go on
+        specs = specs_at(self.deps, widths, self.full)
+        pred = self.cost.predict_model(specs)
+        feasible = float(pred.latency_ms) <= budget_ms * (1 + 1e-9) and bool(getattr(pred, "fits", True))
+        return SearchResult(dict(widths), float(pred.latency_ms), float(pred.fps), list(pred.per_layer_ms), specs,
+                            self.loss(widths), feasible, time.perf_counter() - t0, self.evaluations - ev0, steps)
+
+    def _neighbours(self, g: str) -> set[str]:
+        """Groups whose move costs change when g changes (they share a layer with g)."""
+        out = {g}
+        for i in self._layers_of[g]:
+            out |= self.deps[i].groups()
+        return {n for n in out if n in self.options and n in self.prunable}
+
+
+def allowed_widths(width: int, divisor: int = 1, alignment: int = 1, min_width: int = 1) -> list[int]:
+    """Widths a group may keep, ascending: multiples of lcm(alignment, divisor) below `width`, plus
+    `width` itself. Groups no wider than one aligned step may still shrink in multiples of the divisor
+    (the hardware does not reward it, but memory traffic does a little)."""
+    step = divisor * alignment // math.gcd(divisor, alignment)
+    opts = [k for k in range(step, width, step) if k >= min_width]
+    if not opts:
+        opts = [k for k in range(divisor, width, divisor) if k >= min_width]
+    return opts + [width]
+
+
+def build_search(model: nn.Module, input_shape: tuple[int, ...], groups: Sequence[Any], cost_model: Any,
+                 importance: Mapping[str, np.ndarray] | None = None,
+                 sensitivity: tuple[Mapping[str, Mapping[float, float]], float] | None = None,
+                 alignment: int | None = None, lookahead: int = 4,
+                 min_width: Mapping[str, int] | int | None = None) -> WidthSearch:
+    """Convenience: dependencies + loss curves (ana table when given, importance otherwise)."""
+    deps = layer_dependencies(model, input_shape, groups)
+    curves = importance_loss_curves(groups, importance or {})
+    if sensitivity is not None:
+        table, base = sensitivity
+        curves = {**curves, **sensitivity_loss_curves(groups, table, base, fallback=curves)}
+    return WidthSearch(deps, groups, cost_model, curves, alignment=alignment, lookahead=lookahead,
+                       min_width=min_width)
+
+
+def uniform_widths(groups: Sequence[Any], keep: float, divisor_round: int = 1) -> dict[str, int]:
+    """Same kept share for every prunable group (used for baselines and the first guess)."""
+    out = {}
+    for g in groups:
+        if not getattr(g, "prunable", True):
+            continue
+        step = max(1, int(getattr(g, "divisor", 1) or 1), divisor_round)
+        out[g.name] = int(min(g.width, max(step, round(g.width * keep / step) * step)))
+    return out
+
+
+Callback = Callable[[SearchResult], None]
