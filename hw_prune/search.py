@@ -191,17 +191,19 @@ def _width_of(terms: Terms, widths: Mapping[str, int], full: Mapping[str, int]) 
     return n
 
 
+def _spec_with(s: LayerSpec, ci: int, co: int) -> LayerSpec:
+    if ci == s.cin and co == s.cout:
+        return s
+    if s.op in ("pool", "add", "concat"):
+        return s.with_channels(cin=co, cout=co)
+    if s.op == "dwconv":
+        return s.with_channels(cout=co)
+    return s.with_channels(cin=ci, cout=co)
+
+
 def specs_at(deps: Sequence[LayerDeps], widths: Mapping[str, int], full: Mapping[str, int]) -> list[LayerSpec]:
     """Layer specs of the model pruned to `widths` (groups not named keep their full width)."""
-    out = []
-    for d in deps:
-        ci, co = _width_of(d.cin, widths, full), _width_of(d.cout, widths, full)
-        s = d.spec
-        if s.op in ("pool", "add", "concat", "dwconv"):
-            out.append(s.with_channels(cin=co) if s.op != "dwconv" else s.with_channels(cout=co))
-        else:
-            out.append(s.with_channels(cin=ci, cout=co))
-    return out
+    return [_spec_with(d.spec, _width_of(d.cin, widths, full), _width_of(d.cout, widths, full)) for d in deps]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,7 +308,10 @@ class WidthSearch:
                 if gname in self._layers_of:
                     self._layers_of[gname].append(i)
         self._cache: dict[tuple, float] = {}
+        self._fast: dict[tuple, float] = {}
         self.evaluations = 0
+        self._ab: tuple[float, float] | None = None
+        self.prefetch()
 
     # -- costs --------------------------------------------------------------------------------
     def _layer_ms(self, spec: LayerSpec) -> float:
@@ -318,21 +323,62 @@ class WidthSearch:
             self.evaluations += 1
         return v
 
-    def _spec(self, i: int, widths: Mapping[str, int]) -> LayerSpec:
-        return specs_at([self.deps[i]], widths, self.full)[0]
+    def _ms(self, i: int, widths: Mapping[str, int]) -> float:
+        """Latency of layer i at `widths`, cached by (layer, cin, cout) in front of the LayerSpec.key() cache."""
+        d = self.deps[i]
+        k = (i, _width_of(d.cin, widths, self.full), _width_of(d.cout, widths, self.full))
+        v = self._fast.get(k)
+        if v is None:
+            v = self._layer_ms(_spec_with(d.spec, k[1], k[2]))
+            self._fast[k] = v
+        return v
+
+    def prefetch(self, max_per_layer: int = 8192) -> int:
+        """Predict every (layer, allowed cin, allowed cout) in one batched call when the cost model has
+        `predict_layers` (the fitted models build a DataFrame per call, so one call per layer is slow)."""
+        batch = getattr(self.cost, "predict_layers", None)
+        if batch is None:
+            return 0
+        import itertools
+
+        specs: list[LayerSpec] = []
+        keys: list[tuple] = []
+        for i, d in enumerate(self.deps):
+            gs = sorted(d.groups() & set(self.prunable))
+            n = 1
+            for g in gs:
+                n *= len(self.options[g])
+            if not gs or n > max_per_layer:
+                continue
+            for combo in itertools.product(*[self.options[g] for g in gs]):
+                w = dict(self.full)
+                w.update(zip(gs, combo))
+                k = (i, _width_of(d.cin, w, self.full), _width_of(d.cout, w, self.full))
+                if k not in self._fast:
+                    self._fast[k] = -1.0  # placeholder, filled below
+                    keys.append(k)
+                    specs.append(_spec_with(d.spec, k[1], k[2]))
+        if not specs:
+            return 0
+        vals = np.asarray(batch(specs), dtype=float)
+        for k, s, v in zip(keys, specs, vals):
+            self._fast[k] = float(v)
+            self._cache[s.key()] = float(v)
+        self.evaluations += len(specs)
+        return len(specs)
 
     def _delta(self, widths: dict[str, int], g: str, new: int) -> float:
         """Change of the summed layer latency when group g goes to `new` (others fixed)."""
         old_w = widths[g]
         idx = self._layers_of[g]
-        before = sum(self._layer_ms(self._spec(i, widths)) for i in idx)
+        before = sum(self._ms(i, widths) for i in idx)
         widths[g] = new
-        after = sum(self._layer_ms(self._spec(i, widths)) for i in idx)
+        after = sum(self._ms(i, widths) for i in idx)
         widths[g] = old_w
         return after - before
 
     def layer_sum(self, widths: Mapping[str, int]) -> float:
-        return sum(self._layer_ms(s) for s in specs_at(self.deps, widths, self.full))
+        return sum(self._ms(i, widths) for i in range(len(self.deps)))
 
     def predict(self, widths: Mapping[str, int]) -> Any:
         return self.cost.predict_model(specs_at(self.deps, widths, self.full))
@@ -385,7 +431,72 @@ class WidthSearch:
                 best = (score, new, cost)
         return best
 
-    def run(self, budget_ms: float, start: Mapping[str, int] | None = None) -> SearchResult:
+    def _descend(self, widths: dict[str, int], limit: float, frozen: str | None = None) -> int:
+        """Greedy cuts until the summed layer latency is <= limit. Returns the number of moves."""
+        total = self.layer_sum(widths)
+        groups = [g for g in self.prunable if g != frozen]
+        cand = {g: self._best_down(widths, g) for g in groups} if total > limit else {}
+        steps = 0
+        while total > limit:
+            live = [(v[0], g) for g, v in cand.items() if v is not None]
+            if not live:
+                break
+            _, g = min(live)
+            _, new, saved = cand[g]  # type: ignore[misc]
+            widths[g] = new
+            total -= saved
+            steps += 1
+            for n in self._neighbours(g):
+                if n != frozen:
+                    cand[n] = self._best_down(widths, n)
+        return steps
+
+    def _fill(self, widths: dict[str, int], limit: float) -> int:
+        """Re-grow the most valuable groups while the summed layer latency stays <= limit."""
+        total = self.layer_sum(widths)
+        steps = 0
+        while total < limit:
+            ups = [(v[0], g, v) for g in self.prunable if (v := self._best_up(widths, g, limit - total)) is not None]
+            if not ups:
+                break
+            _, g, (_, new, cost) = max(ups, key=lambda x: x[0])
+            widths[g] = new
+            total += cost
+            steps += 1
+        return steps
+
+    def _polish(self, widths: dict[str, int], limit: float, deadline: float) -> int:
+        """Local improvement: grow one group by an allowed step, re-cut the others greedily, re-fill;
+        keep the change when the loss drops. Fixes the greedy's coarse-step mistakes (see tests)."""
+        moves = 0
+        improved = True
+        while improved and time.perf_counter() < deadline:
+            improved = False
+            base = self.loss(widths)
+            for g in self.prunable:
+                opts = self.options[g]
+                j = opts.index(widths[g])
+                for new in opts[j + 1:j + 1 + self.lookahead]:
+                    w2 = dict(widths)
+                    w2[g] = new
+                    self._descend(w2, limit, frozen=g)
+                    if self.layer_sum(w2) > limit + 1e-12:
+                        continue
+                    self._fill(w2, limit)
+                    if self.loss(w2) < base - 1e-9:
+                        widths.clear()
+                        widths.update(w2)
+                        moves += 1
+                        improved = True
+                        break
+                    if time.perf_counter() > deadline:
+                        break
+                if improved or time.perf_counter() > deadline:
+                    break
+        return moves
+
+    def run(self, budget_ms: float, start: Mapping[str, int] | None = None,
+            polish_seconds: float = 2.0) -> SearchResult:
         """Widths whose predicted latency (predict_model) is <= budget_ms, losing as little as possible.
         Infeasible budgets return the fastest model with feasible=False."""
         t0 = time.perf_counter()
@@ -396,35 +507,15 @@ class WidthSearch:
         # sequential targets: model latency = sum of layers + a per-frame constant; the constant is
         # re-estimated from predict_model so non-additive (dataflow) targets still converge below.
         steps = 0
+        polished = 0
+        a, b = self._affine()
         target = budget_ms
         for _round in range(6):
-            pred = self.predict(widths)
-            offset = float(pred.latency_ms) - self.layer_sum(widths)
-            total = self.layer_sum(widths)
-            cand: dict[str, tuple[float, int, float] | None] = {g: self._best_down(widths, g) for g in self.prunable}
-            while total + offset > target:
-                live = [(v[0], g) for g, v in cand.items() if v is not None]
-                if not live:
-                    break
-                _, g = min(live)
-                _, new, saved = cand[g]  # type: ignore[misc]
-                widths[g] = new
-                total -= saved
-                steps += 1
-                for n in self._neighbours(g):
-                    cand[n] = self._best_down(widths, n)
-            # fill back: spend what is left of the budget on the most valuable channels
-            while True:
-                slack = target - (total + offset)
-                if slack <= 0:
-                    break
-                ups = [(v[0], g, v) for g in self.prunable if (v := self._best_up(widths, g, slack)) is not None]
-                if not ups:
-                    break
-                _, g, (_, new, cost) = max(ups, key=lambda x: x[0])
-                widths[g] = new
-                total += cost
-                steps += 1
+            limit = (target - a) / b
+            steps += self._descend(widths, limit)
+            steps += self._fill(widths, limit)
+            if self.layer_sum(widths) <= limit + 1e-12:
+                polished += self._polish(widths, limit, time.perf_counter() + polish_seconds)
             pred = self.predict(widths)
             if float(pred.latency_ms) <= budget_ms * (1 + 1e-9) or not any(
                     self._best_down(widths, g) for g in self.prunable):
@@ -434,7 +525,30 @@ class WidthSearch:
         pred = self.cost.predict_model(specs)
         feasible = float(pred.latency_ms) <= budget_ms * (1 + 1e-9) and bool(getattr(pred, "fits", True))
         return SearchResult(dict(widths), float(pred.latency_ms), float(pred.fps), list(pred.per_layer_ms), specs,
-                            self.loss(widths), feasible, time.perf_counter() - t0, self.evaluations - ev0, steps)
+                            self.loss(widths), feasible, time.perf_counter() - t0, self.evaluations - ev0, steps,
+                            {"polish_moves": polished})
+
+    def _affine(self) -> tuple[float, float]:
+        """Model latency ~ a + b * (sum of layer latencies), from predict_model at the full and the
+        smallest widths (exact for sequential targets: per-frame cost + scale; dataflow targets are
+        corrected by the outer rounds of `run`)."""
+        if self._ab is None:
+            w0, w1 = self.full, self.min_widths()
+            s0, s1 = self.layer_sum(w0), self.layer_sum(w1)
+            p0, p1 = float(self.predict(w0).latency_ms), float(self.predict(w1).latency_ms)
+            b = (p0 - p1) / (s0 - s1) if s0 - s1 > 1e-12 else 1.0
+            if not (b > 1e-6 and math.isfinite(b)):
+                b = 1.0
+            self._ab = (p0 - b * s0, b)
+        return self._ab
+
+    def set_cost(self, cost_model: Any) -> None:
+        """Swap in a re-calibrated cost model (the closed loop) and drop cached predictions."""
+        self.cost = cost_model
+        self._cache.clear()
+        self._fast.clear()
+        self._ab = None
+        self.prefetch()
 
     def _neighbours(self, g: str) -> set[str]:
         """Groups whose move costs change when g changes (they share a layer with g)."""
@@ -444,11 +558,16 @@ class WidthSearch:
         return {n for n in out if n in self.options and n in self.prunable}
 
 
-def allowed_widths(width: int, divisor: int = 1, alignment: int = 1, min_width: int = 1) -> list[int]:
+def allowed_widths(width: int, divisor: int = 1, alignment: int = 1, min_width: int = 1,
+                   max_options: int | None = 64) -> list[int]:
     """Widths a group may keep, ascending: multiples of lcm(alignment, divisor) below `width`, plus
     `width` itself. Groups no wider than one aligned step may still shrink in multiples of the divisor
-    (the hardware does not reward it, but memory traffic does a little)."""
+    (the hardware does not reward it, but memory traffic does a little). Where the hardware rewards no
+    alignment (CPUs: alignment 1) the step grows so that a group has at most `max_options` widths:
+    one channel more or less is below what a latency measurement resolves, and it keeps the search fast."""
     step = divisor * alignment // math.gcd(divisor, alignment)
+    if alignment == 1 and max_options and width > step * max_options:
+        step *= math.ceil(width / (step * max_options))
     opts = [k for k in range(step, width, step) if k >= min_width]
     if not opts:
         opts = [k for k in range(divisor, width, divisor) if k >= min_width]

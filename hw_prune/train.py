@@ -112,8 +112,12 @@ def train_model(bundle_or_model: Any, splits: Any, epochs: int = DEFAULT_EPOCHS,
                 optimizer: str = "sgd", schedule: str = "cosine", batch_size: int = DEFAULT_BATCH,
                 weight_decay: float | None = None, checkpoint: str | Path | None = None, resume: bool = False,
                 progress: bool = True, seed: int = 0, warmup_epochs: float = 0.3,
-                eval_batches: int | None = None, label: str = "train") -> dict[str, Any]:
-    """Train in place; returns {'history': [per-epoch dict], 'top1', 'top5', 'loss', 'epochs', 'seconds'}."""
+                eval_batches: int | None = None, label: str = "train", keep_best: bool = False) -> dict[str, Any]:
+    """Train in place; returns {'history': [per-epoch dict], 'top1', 'top5', 'loss', 'epochs', 'seconds'}.
+
+    keep_best: at the end, restore the weights of the epoch with the best validation top-1
+    (used by finetuning, where a short schedule can end on a worse epoch).
+    """
     net = _model_of(bundle_or_model)
     if epochs < 0:
         raise UserError(f"--epochs {epochs} must be >= 0")
@@ -151,6 +155,7 @@ def train_model(bundle_or_model: Any, splits: Any, epochs: int = DEFAULT_EPOCHS,
         if progress:
             ui.info(f"[{label}] resuming from {ckpt} after epoch {start_epoch}/{epochs}")
     t0 = time.time()
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
     for epoch in range(start_epoch, epochs):
         net.train()
         tot, n, correct = 0.0, 0, 0
@@ -175,8 +180,16 @@ def train_model(bundle_or_model: Any, splits: Any, epochs: int = DEFAULT_EPOCHS,
         if progress:
             ui.info(f"[{label}] epoch {epoch + 1}/{epochs}: loss {rec['train_loss']:.3f}  "
                     f"val top-1 {ev['top1']:.2f}%  top-5 {ev['top5']:.2f}%  ({rec['seconds']:.0f}s)")
+        if keep_best and (best is None or ev["top1"] > best[0]):
+            best = (ev["top1"], {k: v.detach().clone() for k, v in net.state_dict().items()})
         if ckpt:
             _save_ckpt(ckpt, net, opt, sched, epoch + 1, history, config)
+    if best is not None and history and best[0] > history[-1]["val_top1"]:
+        net.load_state_dict(best[1])
+        history[-1] = {**history[-1], "restored_best": best[0]}
+        start_epoch = epochs  # forces the final evaluation below on the restored weights
+        if progress:
+            ui.info(f"[{label}] keeping the best epoch's weights (val top-1 {best[0]:.2f}%)")
     if history and len(history) and history[-1]["epoch"] == epochs and start_epoch < epochs:
         final = {"top1": history[-1]["val_top1"], "top5": history[-1]["val_top5"], "loss": history[-1]["val_loss"]}
     else:  # nothing trained (0 epochs or a finished checkpoint): evaluate what we have

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import logging
 import os
 import posixpath
 import re
@@ -28,6 +29,8 @@ import paramiko
 from hw_prune.errors import RemoteError
 
 PASSWORD_ENV = "HW_PRUNE_SSH_PASSWORD"
+# paramiko logs transport failures itself; we report them as one line, so keep its records off stderr
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 
 
@@ -67,6 +70,11 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint, e.g. 'ssh-ed25519 SHA256:abc...'."""
     digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
     return f"{key.get_name()} SHA256:{digest}"
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
 
 
 class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
@@ -182,15 +190,19 @@ class SSHSession:
             return RemoteError(f"connection to {h} timed out while {doing}; check the address/network or raise --timeout")
         if isinstance(e, socket.gaierror):
             return RemoteError(f"cannot resolve host '{self.host.host}'; check the --host name")
+        if isinstance(e, paramiko.SSHException) and "banner" in str(e).lower():
+            return RemoteError(f"connection to {h} timed out waiting for the SSH banner ({self.connect_timeout:g} s); "
+                               "check that sshd runs on that port, or raise --timeout")
         if isinstance(e, (EOFError, ConnectionResetError, BrokenPipeError)) or (
                 isinstance(e, paramiko.SSHException) and doing != "connecting"):
             return RemoteError(f"connection to {h} dropped while {doing}; nothing was recorded as complete, "
                                "check the board and rerun")
         if isinstance(e, paramiko.SSHException):
-            return RemoteError(f"SSH error with {h} while {doing}: {e}; check that it is an SSH server")
+            return RemoteError(f"SSH error with {h} while {doing}: {_first_line(e)}; check that it is an SSH server")
         if isinstance(e, OSError):
-            return RemoteError(f"network error with {h} while {doing}: {e.strerror or e}; check the board and rerun")
-        return RemoteError(f"SSH failure with {h} while {doing}: {type(e).__name__}: {e}")
+            return RemoteError(f"network error with {h} while {doing}: {e.strerror or _first_line(e)}; check the board "
+                               "and rerun")
+        return RemoteError(f"SSH failure with {h} while {doing}: {type(e).__name__}: {_first_line(e)}")
 
     def close(self) -> None:
         for obj in (self._sftp, self.client):

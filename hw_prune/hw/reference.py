@@ -74,3 +74,40 @@ def published_specs(name: str) -> list[LayerSpec]:
     if name == "mobilenetv2":
         return list(model_specs("mobilenetv2", 224))
     return pruned_resnet50_specs(row[1])
+
+
+def random_width_specs(specs: list[LayerSpec] | tuple[LayerSpec, ...], rng: "object", lo: float = 0.25,
+                       hi: float = 1.0) -> list[LayerSpec]:
+    """A consistently re-widthed copy: each ResNet bottleneck / basic block and each MobileNetV2 inverted
+    residual gets its own random inner width (x U(lo, hi), not rounded to any multiple), as a pruner would
+    leave them. Layers outside such blocks keep their widths."""
+    factors: dict[str, float] = {}
+
+    def f(block: str) -> float:
+        if block not in factors:
+            factors[block] = float(rng.uniform(lo, hi))  # type: ignore[attr-defined]
+        return factors[block]
+
+    out = []
+    for s in specs:
+        p = s.name.split(".")
+        if len(p) >= 3 and p[0].startswith("layer") and p[2] in ("conv1", "conv2", "conv3"):
+            blk = ".".join(p[:2])
+            last = "conv3" if any(x.name == f"{blk}.conv3" for x in specs) else "conv2"
+            w = lambda c: max(1, round(c * f(blk)))  # noqa: E731
+            cin = w(s.cin) if p[2] != "conv1" else s.cin
+            cout = w(s.cout) if p[2] != last else s.cout
+            s = s.with_channels(cin, cout)
+        elif len(p) >= 4 and p[0] == "features" and p[2] == "conv":
+            blk = ".".join(p[:2])
+            convs = [x for x in specs if x.name.startswith(blk + ".conv.")]
+            if len(convs) == 3:  # expand 1x1 -> depthwise -> project 1x1: scale the expanded width
+                w = lambda c: max(1, round(c * f(blk)))  # noqa: E731
+                if s.name == convs[0].name:
+                    s = s.with_channels(None, w(s.cout))
+                elif s.name == convs[1].name:
+                    s = s.with_channels(w(s.cin), None)
+                else:
+                    s = s.with_channels(w(s.cin), None)
+        out.append(s)
+    return out

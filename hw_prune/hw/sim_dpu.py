@@ -27,10 +27,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 AXI_BYTES_PER_CYCLE = 32.0     # two 128-bit AXI data ports per core
-CONV_EFFICIENCY = 0.80         # conv engine pipeline utilisation (bubbles between tiles / rows)
-ALU_EFFICIENCY = 0.80
+CONV_EFFICIENCY = 0.90         # conv engine pipeline utilisation (bubbles between tiles / rows)
+ALU_EFFICIENCY = 0.90
 STRIDE_PENALTY = 0.15          # extra compute time per unit of stride above 1 (input re-fetch)
-LAYER_OVERHEAD_CYCLES = 4000   # instruction fetch, weight prologue, pipeline fill/drain per layer
+LAYER_OVERHEAD_CYCLES = 2000   # instruction fetch, weight prologue, pipeline fill/drain per layer
 FRAME_DPU_CYCLES = 60000       # per-frame DPU start, input/output DMA set-up
 NOISE_SIGMA = 0.015            # run-to-run measurement noise (relative)
 
@@ -135,6 +135,7 @@ class SimDPU:
     def _rng(self, tag: str) -> np.random.Generator:
         # seeded by the config itself so a measurement does not depend on what was measured before
         self._calls += 1
+        tag = f"{self.params.get('board', '')}:{tag}"
         return np.random.default_rng([self.seed, zlib.crc32(tag.encode())])
 
     @staticmethod
