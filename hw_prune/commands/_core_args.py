@@ -20,7 +20,8 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = False, default: s
 def add_train_args(p: argparse.ArgumentParser, epochs: int, lr_help: str) -> None:
     p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
     p.add_argument("--lr", type=float, default=None, help=lr_help)
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="default sgd (momentum 0.9)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw",
+                   help="adamw (default) or sgd (momentum 0.9, nesterov)")
     p.add_argument("--schedule", choices=("cosine", "step"), default="cosine", help="LR schedule (default cosine)")
     p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument("--weight-decay", type=float, default=None, help="default 5e-4 (sgd) / 0.05 (adamw)")

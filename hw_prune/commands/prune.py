@@ -48,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="retry an iteration with a smaller step if top-1 drops more than this (points)")
     p.add_argument("--workdir", default=None, help="iteration state / checkpoints (default OUTPUT.work/); "
                    "a rerun resumes there")
-    p.add_argument("--lr", type=float, default=None, help="finetune learning rate (default 0.01 sgd / 1e-3 adamw)")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    p.add_argument("--lr", type=float, default=None, help="finetune learning rate (default 5e-4 adamw / 0.01 sgd)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw")
     p.add_argument("--batch-size", type=int, default=64)
 
 
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from hw_prune.prune.iterative import run_iterative
 
         workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
-        lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 1e-3)
+        lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 5e-4)
         key = {"mode": mode, "value": getattr(args, mode), "criterion": args.criterion, "model": bundle.name,
                "channel_divisible": args.channel_divisible, "exclude": args.exclude, "data": args.data}
         res = run_iterative(bundle, step, args.iterations, finetune, splits, args.max_drop, workdir,

@@ -20,7 +20,7 @@ HELP = "train a model on a dataset (top-1/top-5, checkpoints, --resume)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_data_args(p, default="synthetic")
-    add_train_args(p, DEFAULT_EPOCHS, "peak learning rate (default 0.05 sgd / 2e-3 adamw)")
+    add_train_args(p, DEFAULT_EPOCHS, "peak learning rate (default 1e-3 adamw / 0.05 sgd)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.pt); a checkpoint OUTPUT.ckpt "
                    "is written after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.ckpt")

@@ -29,12 +29,12 @@ class SynthConfig:
 
     n_train: int = 5000
     n_val: int = 1000
-    scale: tuple[float, float] = (0.3, 0.62)
+    scale: tuple[float, float] = (0.45, 0.8)
     rotation: float = 0.35          # radians, +-; small so that square vs diamond stays meaningful
-    noise: tuple[float, float] = (0.03, 0.16)
-    clutter: int = 4                # max clutter rectangles per image
-    min_contrast: float = 0.12      # min colour distance fg/bg (low values make some images hard)
-    texture: float = 0.5            # stripe texture amplitude
+    noise: tuple[float, float] = (0.02, 0.1)
+    clutter: int = 3                # max clutter rectangles per image
+    min_contrast: float = 0.25      # min colour distance fg/bg (low values make some images hard)
+    texture: float = 0.4            # stripe texture amplitude
 
 
 VARIANTS: dict[str, SynthConfig] = {
@@ -42,7 +42,7 @@ VARIANTS: dict[str, SynthConfig] = {
     "small": SynthConfig(n_train=1200, n_val=400),
     "tiny": SynthConfig(n_train=256, n_val=128),
     "large": SynthConfig(n_train=20000, n_val=4000),
-    "hard": SynthConfig(scale=(0.25, 0.5), noise=(0.06, 0.24), clutter=7, min_contrast=0.06, texture=0.7),
+    "hard": SynthConfig(scale=(0.3, 0.62), noise=(0.03, 0.16), clutter=5, min_contrast=0.12, texture=0.5),
 }
 
 

@@ -161,33 +161,42 @@ class FinnBuilder:
         return rep
 
     # -- search ----------------------------------------------------------------------------------
-    def search_max_fps(self, rel_tol: float = 0.08, max_builds: int = 12) -> tuple[BuildReport, list[BuildReport]]:
-        """Highest estimated fps whose design fits the part: bisection (in log space) over target_fps.
-        Returns (best build, all builds tried). If even the most folded design does not fit, returns
-        that design with fits=False."""
+    def search_max_fps(self, coarse_ratio: float = 1.25, max_builds: int = 14
+                       ) -> tuple[BuildReport, list[BuildReport]]:
+        """Highest estimated fps whose design fits the part. Returns (best build, all builds tried).
+
+        FINN's SetFolding gives, for a target T, the least-parallel design reaching >= T fps, so the
+        designs form discrete levels and resources grow with T. Bisection (in log space) over T brackets
+        the limit to `coarse_ratio`; then a build at (best fitting fps + 1) asks for the next faster
+        level: if that does not fit, nothing faster does and the answer is exact. If even the most
+        folded design does not fit, that design is returned with fits=False."""
         clock_hz = 1e9 / self.target.clock_ns
-        lo_rep = self.build(1)                              # most folded: least resources
-        tried = [lo_rep]
-        if not lo_rep.fits:
-            return lo_rep, tried
-        hi_rep = self.build(int(clock_hz))                  # asks for 1 cycle/frame: FINN's max unfolding
-        tried.append(hi_rep)
-        if hi_rep.fits:
-            return hi_rep, tried
-        best = lo_rep
-        lo, hi = max(1.0, lo_rep.estimated_fps), hi_rep.estimated_fps
-        while hi / lo > 1 + rel_tol and len(tried) < max_builds:
-            mid = int(math.sqrt(lo * hi))
-            if mid <= lo or mid >= hi:
+        best = self.build(1)                                # most folded: least resources
+        tried = [best]
+        if not best.fits:
+            return best, tried
+        top = self.build(int(clock_hz))                     # 1 cycle/frame: FINN's maximum unfolding
+        tried.append(top)
+        if top.fits:
+            return top, tried
+        lo, hi = max(1.0, best.estimated_fps), top.estimated_fps
+        while len(tried) < max_builds:
+            if hi / lo > coarse_ratio:
+                t = int(math.sqrt(lo * hi))
+            else:
+                t = int(lo) + 1                             # the next faster folding level
+            if t <= int(lo) or t >= hi or any(r.target_fps == t for r in tried):
                 break
-            rep = self.build(mid)
+            rep = self.build(t)
             tried.append(rep)
             if rep.fits:
                 if rep.estimated_fps > best.estimated_fps:
                     best = rep
-                lo = max(float(mid), rep.estimated_fps)
+                lo = max(lo, rep.estimated_fps)
             else:
-                hi = float(mid)
+                hi = float(t)
+                if t == int(lo) + 1:
+                    break                                   # next level does not fit: exact answer
         return best, tried
 
     # -- bitfile ---------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ FALLBACK = {
 
 
 def _features(df: pd.DataFrame, a: int, p: int) -> np.ndarray:
-    """[U, W, A] for every row at channel alignment a and pixel alignment p."""
+    """[U, U_unaligned, W, A] for every row at channel alignment a and pixel alignment p."""
     op = df["op"].to_numpy()
     cin, cout = df["cin"].to_numpy(float), df["cout"].to_numpy(float)
     k, g = df["kernel"].to_numpy(float), np.maximum(1, df["groups"].to_numpy(float))
@@ -76,7 +76,10 @@ def _features(df: pd.DataFrame, a: int, p: int) -> np.ndarray:
     W = np.select([is_conv, is_dw, op == "fc"], [cin_g * cout * k * k, cout * k * k, cin * cout], 0.0)
     A = np.where(op == "fc", cin + cout, cin * hi * wi + cout * ho * wo)
     A = np.where(op == "add", 2 * cin * hi * wi + cout * ho * wo, A)
-    return np.stack([U, W, A], axis=1)
+    # work done off the aligned fast path (e.g. a CPU's blocked-layout kernels need channel multiples)
+    unal = np.select([is_conv, op == "fc"], [(cin_g % a != 0) | (cout_g % a != 0), (cin % a != 0) | (cout % a != 0)],
+                     cout % a != 0)
+    return np.stack([U, U * unal, W, A], axis=1)
 
 
 def _rel_nnls(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -92,8 +95,8 @@ def _rel_nnls(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _predict_class(par: dict[str, Any], F: np.ndarray) -> np.ndarray:
-    comp = par["c1"] * F[:, 0]
-    mem = par["cw"] * F[:, 1] + par["ca"] * F[:, 2]
+    comp = par["c1"] * F[:, 0] + par.get("c1u", 0.0) * F[:, 1]
+    mem = par["cw"] * F[:, 2] + par["ca"] * F[:, 3]
     body = np.maximum(comp, mem) if par["mode"] == "max" else comp + mem
     return par["c0"] + body
 
@@ -102,11 +105,11 @@ def _fit_mode(F: np.ndarray, y: np.ndarray, mode: str, x0: np.ndarray) -> tuple[
     from scipy.optimize import least_squares
 
     scale = np.array([np.median(y), *[np.median(y) / max(np.median(F[:, j][F[:, j] > 0]) if (F[:, j] > 0).any()
-                                                         else 1.0, 1e-30) for j in range(3)]])
+                                                         else 1.0, 1e-30) for j in range(4)]])
 
     def res(z: np.ndarray) -> np.ndarray:
         c = np.exp(z) * scale
-        par = {"c0": c[0], "c1": c[1], "cw": c[2], "ca": c[3], "mode": mode}
+        par = {"c0": c[0], "c1": c[1], "c1u": c[2], "cw": c[3], "ca": c[4], "mode": mode}
         return _predict_class(par, F) / y - 1
 
     z0 = np.log(np.maximum(x0 / scale, 1e-6))
@@ -148,9 +151,9 @@ def _fit_class(df: pd.DataFrame, channel_cands: Iterable[int], pixel_cands: Iter
             one = np.ones((len(y), 1))
             c_lin, _ = _rel_nnls(np.column_stack([one, F]), y)
             # starts for the roofline: the additive fit, and compute-only / memory-only fits side by side
-            c_u, _ = _rel_nnls(np.column_stack([one, F[:, :1]]), y)
-            c_m, _ = _rel_nnls(np.column_stack([one, F[:, 1:]]), y)
-            starts = [c_lin, np.array([min(c_u[0], c_m[0]), c_u[1], c_m[1], c_m[2]])]
+            c_u, _ = _rel_nnls(np.column_stack([one, F[:, :2]]), y)
+            c_m, _ = _rel_nnls(np.column_stack([one, F[:, 2:]]), y)
+            starts = [c_lin, np.array([min(c_u[0], c_m[0]), c_u[1], c_u[2], c_m[1], c_m[2]])]
             for mode in ("max", "sum"):
                 best_fit = None
                 for x0 in starts[:2 if mode == "max" else 1]:
@@ -164,8 +167,8 @@ def _fit_class(df: pd.DataFrame, channel_cands: Iterable[int], pixel_cands: Iter
     for mode in ("max", "sum"):
         a, p = _best({k[:2]: v[1] for k, v in fits.items() if k[2] == mode})
         c, err = fits[(a, p, mode)]
-        par = {"a": int(a), "p": int(p), "mode": mode, "c0": float(c[0]), "c1": float(c[1]), "cw": float(c[2]),
-               "ca": float(c[3]), "n": int(len(y)), "err": err}
+        par = {"a": int(a), "p": int(p), "mode": mode, "c0": float(c[0]), "c1": float(c[1]), "c1u": float(c[2]),
+               "cw": float(c[3]), "ca": float(c[4]), "n": int(len(y)), "err": err}
         pred = _predict_class(par, _features(df, a, p))
         par["mape"] = float(np.mean(np.abs(pred / y - 1)))
         out[mode] = par

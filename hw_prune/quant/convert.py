@@ -87,7 +87,7 @@ def _linear(m: nn.Linear, cfg: QuantConfig) -> nn.Module:
     return q
 
 
-def _relu(cfg: QuantConfig, max_val: float | None = None) -> nn.Module:
+def _relu(cfg: QuantConfig) -> nn.Module:
     import brevitas.nn as qnn
 
     return qnn.QuantReLU(bit_width=cfg.act_bits, return_quant_tensor=False)

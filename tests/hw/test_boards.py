@@ -6,7 +6,7 @@ import pytest
 
 from hw_prune.errors import UserError
 from hw_prune.hw.boards import BoardSpec, board_names, load_board
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error
 
 
 def test_shipped_boards_validate():
