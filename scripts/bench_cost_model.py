@@ -138,6 +138,9 @@ def bench_local(n_layers: int) -> dict:
     layers = unseen_layers(cm, n_layers, 1.5e8, seed=4242)
     meas = np.array([m.latency_ms for m in be.measure_layers(layers, runs=15)])
     lay = scores(cm.predict_layers(layers), meas)
+    # the noise ceiling: the same layers measured a second time, scored like a prediction
+    again = np.array([m.latency_ms for m in be.measure_layers(layers, runs=15)])
+    repeat = scores(again, meas)
     rows = []
     for name, model, shape in local_models():
         model.eval()
@@ -146,7 +149,7 @@ def bench_local(n_layers: int) -> dict:
         rows.append({"model": name, "measured_ms": m, "predicted_ms": p})
     mod = scores(np.array([r["predicted_ms"] for r in rows]), np.array([r["measured_ms"] for r in rows]))
     return {"board": "host-cpu", "alignment": cm.alignment, "layers": lay, "models": mod, "model_rows": rows,
-            "load_avg": os.getloadavg()}
+            "repeat": repeat, "load_avg": os.getloadavg(), "timer": be.timer}
 
 
 def pct(x: float) -> str:
@@ -188,7 +191,13 @@ def render(res: dict) -> str:
               f"| unseen layers | {la['n']} | {pct(la['within_10pct'])} | {pct(la['within_5pct'])} | "
               f"{pct(la['mape'])} | {pct(la['worst'])} |",
               f"| unseen whole models | {mo['n']} | {pct(mo['within_10pct'])} | {pct(mo['within_5pct'])} | "
-              f"{pct(mo['mape'])} | {pct(mo['worst'])} |", "",
+              f"{pct(mo['mape'])} | {pct(mo['worst'])} |",
+              f"| noise ceiling: the same layers measured again | {r['repeat']['n']} | "
+              f"{pct(r['repeat']['within_10pct'])} | {pct(r['repeat']['within_5pct'])} | {pct(r['repeat']['mape'])} | "
+              f"{pct(r['repeat']['worst'])} |", "",
+              f"Timer: `{r['timer']}` (thread CPU clock with 1 onnxruntime thread). No prediction can agree with "
+              "these measurements better than the measurements agree with themselves (last row). On an idle machine, "
+              "rerun `hw_prune profile --board host-cpu` and this script.", "",
               "| model | measured ms | predicted ms | error |", "|---|---|---|---|"]
         for m in r["model_rows"]:
             L.append(f"| {m['model']} | {m['measured_ms']:.3f} | {m['predicted_ms']:.3f} | "

@@ -2,14 +2,18 @@
 
 Per layer class (conv by kernel/stride/grouping, depthwise, fc, pool, add, concat):
 
-    t = c0 + combine(c1 * U, cw * W + ca * A)          combine = max (roofline) or + (chosen by fit)
+    t = c0 + combine(c1 * U + c1u * U * unaligned, cw * W + ca * A)     combine = max (roofline) or +
 
 - U: work units counted in hardware tiles: h_out * ceil(w_out/p) * k^2 * groups * ceil(cin_g/a) *
   ceil(cout_g/a). The channel alignment `a` and pixel alignment `p` are found from the data: every
   candidate is fitted and the tile size that best explains the measured steps wins.
-- W, A: weight and activation elements (DDR traffic), c0: per-layer overhead.
-A whole model is `f0 + f1 * sum(layers)`, with f0/f1 fitted on whole-model measurements (the per-frame
-cost); `calibrate()` adds measured models later (the closed loop).
+- unaligned: 1 when a channel count is not a multiple of `a` (a CPU's blocked kernels fall back to a slower
+  path; on the DPU the fit leaves c1u at ~0 because the tiles already explain the steps).
+- W, A: weight and activation elements (DDR traffic), c0: per-layer overhead. The combine mode is chosen once
+  for the device (the better fit over all classes).
+A whole model is `f0 + f1 * sum(layers)`, with f0/f1 fitted on the profile's whole reference models (the
+per-frame cost); `calibrate()` scales that by measured / predicted of later whole-model measurements (the
+closed loop).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ MODELS_DIR = ROOT / "latency_models"
 CHANNEL_CANDIDATES = tuple(range(1, 33)) + (48, 64)
 PIXEL_CANDIDATES = (1, 2, 4, 8, 16)
 MIN_CLASS_POINTS = 6
+FORCE_MODE: str | None = None  # 'max' / 'sum' to skip the choice (experiments)
 SPEC_FIELDS = ("op", "cin", "cout", "kernel", "stride", "groups", "h_in", "w_in", "h_out", "w_out")
 
 
@@ -113,7 +118,9 @@ def _fit_mode(F: np.ndarray, y: np.ndarray, mode: str, x0: np.ndarray) -> tuple[
         return _predict_class(par, F) / y - 1
 
     z0 = np.log(np.maximum(x0 / scale, 1e-6))
-    r = least_squares(res, z0, method="trf", loss="soft_l1", f_scale=0.05, max_nfev=400)
+    # robust loss, scaled to the data's own noise: points far beyond it count less (outlier timings)
+    f_scale = float(np.clip(1.5 * np.median(np.abs(res(z0))), 0.02, 0.5))
+    r = least_squares(res, z0, method="trf", loss="soft_l1", f_scale=f_scale, max_nfev=400)
     c = np.exp(r.x) * scale
     return c, float(np.mean(res(r.x) ** 2))
 
@@ -224,6 +231,8 @@ class LatencyModel:
     model_records: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     model_dir: str | None = None
+    calibration: list[dict[str, Any]] = field(default_factory=list)  # whole models measured after profiling
+    CALIBRATION_WINDOW = 3  # the latest measurements are most like the next model (a pruning loop moves slowly)
 
     # ---- alignment -----------------------------------------------------------------------
     @property
@@ -259,9 +268,21 @@ class LatencyModel:
     def frame_ms(self) -> float:
         return float(self.frame["f0"])
 
+    def _base_ms(self, specs: Sequence[LayerSpec]) -> float:
+        return float(self.frame["f0"] + self.frame["f1"] * self.predict_layers(list(specs)).sum())
+
+    @property
+    def scale(self) -> float:
+        """Correction from calibrate(): geometric mean of measured / predicted over the latest measurements."""
+        recs = self.calibration[-self.CALIBRATION_WINDOW:]
+        if not recs:
+            return 1.0
+        return float(np.exp(np.mean([np.log(r["latency_ms"] / r["base_ms"]) for r in recs])))
+
     def predict_model(self, specs: Sequence[LayerSpec]) -> ModelPrediction:
-        per = self.predict_layers(list(specs)) * self.frame["f1"]
-        lat = float(self.frame["f0"] + per.sum())
+        k = self.scale
+        per = self.predict_layers(list(specs)) * self.frame["f1"] * k
+        lat = float(self.frame["f0"] * k + per.sum())
         return ModelPrediction(latency_ms=lat, fps=1e3 / lat if lat > 0 else math.inf,
                                per_layer_ms=[float(v) for v in per], fits=True)
 
@@ -284,16 +305,21 @@ class LatencyModel:
         self.frame = {"f0": float(f0), "f1": float(f1), "n_models": len(recs)}
 
     def calibrate(self, specs: Sequence[LayerSpec], measured_ms: float, name: str = "calibration") -> "LatencyModel":
-        """A copy that also fits this whole-model measurement (per-frame term and scale refitted)."""
+        """A copy corrected by this whole-model measurement: the prediction is scaled by measured / predicted
+        (averaged over the last CALIBRATION_WINDOW calibrations), so the calibrating model is predicted at its
+        measured latency and similar models move with it. The original stays unchanged."""
+        if not measured_ms > 0:
+            raise UserError(f"calibration latency {measured_ms} ms must be positive")
         new = copy.deepcopy(self)
-        new.model_records = [*new.model_records, {"name": name, "specs": list(specs), "latency_ms": float(measured_ms)}]
-        new._fit_frame()
+        new.calibration = [*new.calibration, {"name": name, "latency_ms": float(measured_ms),
+                                              "base_ms": self._base_ms(specs)}]
         return new
 
     # ---- persistence --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "board": self.board, "backend": self.backend, "simulated": self.simulated,
                 "alignment": self.alignment, "classes": self.classes, "frame": self.frame,
+                "calibration": self.calibration,
                 "model_records": [{"name": r["name"], "latency_ms": r["latency_ms"],
                                    "specs": [s.to_dict() for s in r["specs"]]} for r in self.model_records],
                 "meta": self.meta}
@@ -311,7 +337,7 @@ class LatencyModel:
                             "re-run hw_prune profile")
         return cls(board=d["board"], backend=d["backend"], classes=d["classes"], frame=d["frame"],
                    simulated=bool(d.get("simulated", False)), model_records=_model_records(d.get("model_records")),
-                   meta=d.get("meta", {}), model_dir=model_dir)
+                   meta=d.get("meta", {}), model_dir=model_dir, calibration=list(d.get("calibration", [])))
 
 
 CostModel = LatencyModel  # the concrete class behind the interfaces.CostModel protocol
@@ -339,7 +365,7 @@ def fit_cost_model(records: Any, model_records: Any = None, board: str = "", bac
         both[c] = _fit_class(sub, cands, PIXEL_CANDIDATES)
     # one way of combining compute and memory for the whole device (roofline or additive), chosen on all
     # classes together, so that a class with few measurements does not pick the other by chance
-    mode = min(("max", "sum"), key=lambda m: sum(v[m]["n"] * v[m]["err"] for v in both.values()))
+    mode = FORCE_MODE or min(("max", "sum"), key=lambda m: sum(v[m]["n"] * v[m]["err"] for v in both.values()))
     classes = {c: {k: v for k, v in both[c][mode].items() if k != "err"} for c in both}
     if not classes:
         raise UserError("no layer class has enough measurements to fit; profile more configurations")

@@ -72,6 +72,11 @@ class Target:
 
         self.board = load_board(board)
         self.backend_name = backend or default_backend(self.board)
+        if self.backend_name == "sim" and self.board.kind != "dpu":
+            # `prune --backend` defaults to sim; the simulator only models DPU boards
+            self.backend_name = default_backend(self.board)
+            ui.info(f"[prune] board {self.board.name} has no DPU to simulate; measuring with the "
+                    f"'{self.backend_name}' backend")
         opts = dict(opts or {})
         if self.backend_name == "sim":
             opts["seed"] = seed
@@ -143,24 +148,26 @@ def _importance(model: nn.Module, input_shape: tuple, groups: list[Any], criteri
     return group_importance(model, input_shape, groups, criterion, loader=loader)
 
 
-def load_sensitivity(workspace: str | Path | None) -> tuple[dict[str, dict[float, float]], float] | None:
-    """The `ana` table of a workspace as ({group: {ratio: metric}}, baseline metric), or None."""
+def load_sensitivity(workspace: str | Path | None, model: nn.Module | None = None
+                     ) -> tuple[dict[str, dict[float, float]], float] | None:
+    """The `ana` table of a workspace as ({group: {ratio: top1}}, baseline top-1), or None when the
+    workspace has none or it was made for another model (core's SensitivityTable owns the format)."""
     if not workspace:
         return None
-    try:
-        from hw_prune.prune import ana  # core's module owns the format
-    except ImportError:
+    from hw_prune.prune.ana import ANA_JSON, SensitivityTable, model_fingerprint
+
+    ws = Path(workspace)
+    if not (ws / ANA_JSON).is_file():
         return None
-    loader = getattr(ana, "load_sensitivity", None)
-    if loader is None:
-        return None
-    try:
-        res = loader(workspace)
-    except (UserError, FileNotFoundError, OSError, ValueError):
-        return None
-    if not res:
-        return None
-    return res
+    table = SensitivityTable.load(ws)
+    if model is not None:
+        from hw_prune.atomic import read_json
+
+        if read_json(ws / ANA_JSON).get("key", {}).get("model") != model_fingerprint(model):
+            ui.info(f"[prune] the sensitivity table in {ws} is for another model; using importance scores")
+            return None
+    cells = {g: {float(r): float(v) for r, v in c.items()} for g, c in table.cells.items()}
+    return cells, float(table.baseline)
 
 
 class LatencyPruner:
@@ -344,17 +351,10 @@ def _params(model: nn.Module) -> int:
 
 
 def _out_paths(args: Any, bundle: Any) -> tuple[Path, Path, Path]:
-    out = getattr(args, "output", None) or getattr(args, "o", None)
-    if out:
-        model_path = Path(out)
-    else:
-        base = Path(getattr(args, "workspace", None) or "runs/prune")
-        model_path = base / f"{bundle.name.replace(':', '_').replace('/', '_')}-latency.pt"
-    if model_path.suffix != ".pt":
-        model_path = model_path.with_suffix(model_path.suffix + ".pt") if model_path.suffix else \
-            model_path.with_suffix(".pt")
-    stem = model_path.with_suffix("")
-    return model_path, Path(f"{stem}.plan.json"), Path(f"{stem}.latency.png")
+    model_path = Path(getattr(args, "output", None) or "pruned.pt")
+    from hw_prune.prune.plan import plan_path_for
+
+    return model_path, plan_path_for(model_path), model_path.with_name(model_path.stem + ".latency.png")
 
 
 def _geometric_targets(base_fps: float, target_fps: float, k: int) -> list[float]:
@@ -382,11 +382,13 @@ def run_latency_prune(args: Any, bundle: Any, splits: Any) -> dict[str, Any]:
         raise UserError("a latency target needs --board B (known boards: " + ", ".join(board_names()) + ")")
     shape = tuple(bundle.input_shape)
     iterations = int(getattr(args, "iterations", 1) or 1)
-    ft_epochs = int(getattr(args, "finetune_epochs", 0) or 0)
+    ft_epochs = getattr(args, "finetune_epochs", None)
+    ft_epochs = int(ft_epochs) if ft_epochs is not None else (2 if splits is not None else 0)
     if iterations < 1:
         raise UserError(f"--iterations {iterations} must be >= 1")
     if ft_epochs > 0 and splits is None:
         raise UserError(f"--finetune-epochs {ft_epochs} needs --data; use --finetune-epochs 0 to prune without data")
+    resolve_target_fps(args, 1.0)  # bad values fail here, before any measurement
     model_path, plan_path, png_path = _out_paths(args, bundle)
     ensure_writable_dir(model_path.parent)
 
@@ -403,7 +405,9 @@ def run_latency_prune(args: Any, bundle: Any, splits: Any) -> dict[str, Any]:
             f"{base.fps:.1f} fps (cost model predicted {pred0_raw.fps:.1f} fps before calibration); "
             f"target {how}, window [{target_fps:.1f}, {target_fps * (1 + WINDOW):.1f}] fps")
 
-    sens = load_sensitivity(getattr(args, "workspace", None))
+    sens = load_sensitivity(getattr(args, "workspace", None), model)
+    if sens is not None:
+        ui.info(f"[prune] widths chosen by predicted top-1 loss from the sensitivity table in {args.workspace}")
     pruner = LatencyPruner(target, shape, getattr(args, "criterion", None) or "l2",
                            getattr(args, "channel_divisible", 1) or 1, tuple(getattr(args, "exclude", None) or ()),
                            splits, sens)
@@ -527,11 +531,20 @@ def _iterative(args: Any, bundle: Any, splits: Any, pruner: LatencyPruner, base_
                           _flops(loop.model, cur.input_shape), {}, {"target_fps": f}, args)
         return nb, plan
 
-    workdir = Path(getattr(args, "workspace", None) or model_path.parent) / "iterative"
+    workdir = Path(getattr(args, "workdir", None) or f"{model_path}.work")
+    train_kwargs = {k: getattr(args, k) for k in ("lr", "optimizer", "batch_size") if getattr(args, k, None)}
+    if "lr" not in train_kwargs:  # finetuning: gentler than training from scratch (as `hw_prune finetune`)
+        train_kwargs["lr"] = 0.01 if train_kwargs.get("optimizer") == "sgd" else 5e-4
+    key = {"mode": "latency", "target_fps": round(target_fps, 3), "board": pruner.t.board.name,
+           "backend": pruner.t.backend_name, "model": bundle.name}
     res = run_iterative(bundle, step_fn, iterations=iterations, finetune_epochs=ft_epochs, splits=splits,
-                        max_drop=getattr(args, "max_drop", None), workdir=workdir)
-    final_bundle = res["bundle"] if isinstance(res, dict) else getattr(res, "bundle", res)
+                        max_drop=getattr(args, "max_drop", None), workdir=workdir, resume_key=key,
+                        train_kwargs=train_kwargs, baseline_top1=bundle.meta.get("top1"))
+    if "loop" not in last:  # every step was resumed from the work dir: rebuild the final step's record
+        last["loop"] = pruner.prune_to(res.bundle.model, target_fps, label="resume")
     loop = last["loop"]
-    loop.model = final_bundle.model if hasattr(final_bundle, "model") else final_bundle
-    top1 = res.get("top1") if isinstance(res, dict) else getattr(res, "top1", None)
-    return loop, top1, steps
+    loop.model = res.bundle.model
+    # the plan describes original -> final widths (group names are root modules: stable across steps)
+    loop.groups = pruner.groups(bundle.model)
+    loop.widths = {g.name: g.width for g in pruner.groups(loop.model)}
+    return loop, res.top1, steps

@@ -54,3 +54,21 @@ def test_predict_for_stat_uses_shipped_model():
     assert 284.7 * 0.75 < d["predicted_fps"] < 284.7 * 1.25
     assert len(d["per_layer"]) > 50 and {"name", "op", "predicted_ms"} <= set(d["per_layer"][0])
     assert sum(r["predicted_ms"] for r in d["per_layer"]) < d["predicted_latency_ms"]
+
+
+def test_profile_local_small_run(cli, tmp_path):
+    """A real (not simulated) profile on this CPU: part of the quick sweep, then fit and predict."""
+    res = cli("profile", "--board", "host-cpu", "--quick", "--limit", "30", "-o", tmp_path, "--json", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    d = res.json()
+    assert d["backend"] == "local" and d["simulated"] is False and d["fit"]["measured_now"] == 30 + 3
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "measurements.csv")
+    assert (df["kind"] == "layer").sum() == 30 and (df["kind"] == "model").sum() == 3
+    assert not df["simulated"].any() and (df["latency_ms"] > 0).all()
+    from hw_prune.hw.cost_model import load_cost_model
+    from hw_prune.hw.sweep import conv
+
+    cm = load_cost_model("host-cpu", "local", model_dir=str(tmp_path))
+    assert cm.predict_layer(conv(256, 256, 3, 1, 28)) > 5 * cm.predict_layer(conv(16, 16, 3, 1, 28)) > 0

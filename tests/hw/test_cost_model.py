@@ -105,14 +105,21 @@ def test_fidelity_on_unseen_layers_and_models(full_zcu104):
     assert (errs <= 0.10).mean() >= 0.95, errs
 
 
-def test_calibrate_adds_whole_model_measurements(full_zcu104):
+def test_calibrate_adds_whole_model_measurements(full_zcu104, tmp_path):
     cm = load_cost_model("zcu104", "sim", model_dir=str(full_zcu104))
     specs = list(model_specs("resnet50", 224))
-    before = cm.predict_model(specs).latency_ms
+    other = random_width_specs(specs, np.random.default_rng(5))
+    before, before_other = cm.predict_model(specs).latency_ms, cm.predict_model(other).latency_ms
     cal = cm.calibrate(specs, before * 1.3)  # the board turned out slower than predicted
-    after = cal.predict_model(specs).latency_ms
-    assert after > before * 1.02 and cm.predict_model(specs).latency_ms == before  # a copy, original untouched
-    assert len(cal.model_records) == len(cm.model_records) + 1
+    assert cal.predict_model(specs).latency_ms == pytest.approx(before * 1.3, rel=1e-6)
+    assert cal.predict_model(other).latency_ms == pytest.approx(before_other * 1.3, rel=1e-6)
+    assert cm.predict_model(specs).latency_ms == before  # a copy: the original is untouched
+    assert sum(cal.predict_model(specs).per_layer_ms) < cal.predict_model(specs).latency_ms
+    cal.save(tmp_path)
+    again = load_cost_model("zcu104", "sim", model_dir=str(tmp_path))
+    assert again.predict_model(other).latency_ms == pytest.approx(before_other * 1.3, rel=1e-6)
+    with pytest.raises(UserError):
+        cm.calibrate(specs, 0.0)
 
 
 def test_missing_model_says_how_to_make_one(tmp_path):
