@@ -32,6 +32,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes 0600 files; give the result the mode a normal open() would (or the old file's).
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (target.stat().st_mode & 0o777) if target.exists() else (0o666 & ~umask)
+    os.chmod(tmp_path, mode)
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -31,6 +31,48 @@ from hw_prune.quant import calibrate, export_checked, to_brevitas  # noqa: E402
 from hw_prune.train import evaluate, train_model  # noqa: E402
 
 
+class CNVSmall(nn.Module):
+    """A small plain CNN (conv-BN-ReLU x3, two max-pools, global pool, FC): trains in minutes on 2 cores."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 64), num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for i, c in enumerate(widths):
+            layers += [nn.Conv2d(cin, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def _get_model(name: str, work: Path, splits, epochs: int):
+    """(bundle-like object with .model, trained). Built-ins are saved as hw_prune files for reuse."""
+    from hw_prune.models.io import ModelBundle
+
+    if name == "cnv-small":
+        f = work / "cnv-small_trained.sd"
+        net = CNVSmall()
+        if f.is_file():
+            net.load_state_dict(torch.load(f, weights_only=True))
+        else:
+            train_model(net, splits, epochs=epochs, optimizer="adamw", progress=False)
+            torch.save(net.state_dict(), f)
+        return ModelBundle(net.eval(), {"kind": "import", "name": "scripts/bench_finn.py:CNVSmall"})
+    f = work / f"{name}_trained.pt"
+    if f.is_file():
+        return load_model(str(f))
+    b = load_model(name)
+    train_model(b, splits, epochs=epochs, optimizer="adamw", progress=False)
+    save_model(b, f)
+    return b
+
+
 def slice_chain(model: nn.Module, keep: float) -> tuple[nn.Module, str]:
     """Uniform prune of a `.features` conv/BN chain followed by one Linear (vgg-small's layout)."""
     try:
@@ -65,6 +107,24 @@ def slice_chain(model: nn.Module, keep: float) -> tuple[nn.Module, str]:
     return m.eval(), "bench-local chain slicer (stand-in for hw_prune.graph.apply_widths)"
 
 
+HEADER = """# FINN benchmark (finn-plus estimate-only builds)
+
+One section per model, each written by `scripts/bench_finn.py --model NAME` (a rerun replaces its own
+section only).
+
+"""
+
+
+def _write_section(path: Path, model: str, text: str) -> None:
+    old = path.read_text() if path.is_file() else ""
+    sections = {}
+    for part in old.split("\n## model: ")[1:]:
+        name = part.split("\n", 1)[0].strip()
+        sections[name] = "## model: " + part.rstrip() + "\n"
+    sections[model] = text.rstrip() + "\n"
+    path.write_text(HEADER + "\n".join(sections[k] for k in sorted(sections)))
+
+
 def _markdown(df: pd.DataFrame) -> str:
     """A pipe table (pandas' to_markdown needs `tabulate`, which is not installed)."""
     def cell(v: object) -> str:
@@ -77,9 +137,9 @@ def _markdown(df: pd.DataFrame) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="vgg-small")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--finetune", type=int, default=1)
+    ap.add_argument("--model", default="cnv-small", help="cnv-small (defined here) or a built-in plain CNN")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--finetune", type=int, default=3)
     ap.add_argument("--bits", default="4,8")
     ap.add_argument("--boards", default="pynq-z2,zcu104")
     ap.add_argument("--work", default="/tmp/bench_finn")
@@ -92,22 +152,16 @@ def main() -> None:
     t0 = time.time()
     splits = load_data("synthetic", (1, 3, 32, 32))
     val = make_loader(splits.val, 256)
-    base = load_model(a.model)
-    base_file = work / f"{a.model}_trained.pt"
-    if base_file.is_file():
-        base = load_model(str(base_file))
-    else:
-        train_model(base, splits, epochs=a.epochs, optimizer="adamw", progress=False)
-        save_model(base, base_file)
+    base = _get_model(a.model, work, splits, a.epochs)
     pruned_net, prune_how = slice_chain(base.model, 0.5)
-    pruned_file = work / f"{a.model}_pruned50.pt"
     pruned = copy.copy(base)
     pruned.model = pruned_net
+    pruned_file = work / f"{a.model}_pruned50.sd"
     if pruned_file.is_file():
-        pruned = load_model(str(pruned_file))
+        pruned.model.load_state_dict(torch.load(pruned_file, weights_only=True))
     else:
-        train_model(pruned, splits, epochs=a.finetune, optimizer="adamw", lr=1e-3, progress=False)
-        save_model(pruned, pruned_file)
+        train_model(pruned.model, splits, epochs=a.finetune, optimizer="adamw", lr=1e-3, progress=False)
+        torch.save(pruned.model.state_dict(), pruned_file)
     rows = []
     for label, bundle in (("baseline", base), ("pruned 50%", pruned)):
         f_top1 = evaluate(bundle.model, val)["top1"]
@@ -116,7 +170,7 @@ def main() -> None:
             q = to_brevitas(bundle.model, bits, bits)
             calibrate(q, make_loader(splits.train, 64, shuffle=True), 8)
             q_top1 = evaluate(q, val)["top1"]
-            onnx = work / f"{label.split()[0]}_w{bits}.onnx"
+            onnx = work / f"{a.model}_{label.split()[0]}_w{bits}.onnx"
             chk = export_checked(q, (1, 3, 32, 32), onnx, torch.stack([splits.val[i][0] for i in range(4)]))
             for board in a.boards.split(","):
                 tb = time.time()
@@ -132,7 +186,7 @@ def main() -> None:
     df = pd.DataFrame(rows)
     v = package_versions()
     lines = [
-        "# FINN benchmark (finn-plus estimate-only builds)", "",
+        f"## model: {a.model}", "",
         f"Generated by `scripts/bench_finn.py` in {time.time() - t0:.0f} s on this machine "
         f"(finn-plus {v.get('finn-plus')}, brevitas {v.get('brevitas')}, qonnx {v.get('qonnx')}, torch {v.get('torch')}).",
         "",
@@ -149,7 +203,7 @@ def main() -> None:
         "parallelism (PE/SIMD) until the part is full, so pruning shows up as a higher fps that still fits "
         "(and as fewer LUT/BRAM at a given fps), not as a shorter sum of layer times.", "",
     ]
-    Path(a.out).write_text("\n".join(lines))
+    _write_section(Path(a.out), a.model, "\n".join(lines))
     print(df.to_string(), file=sys.stderr)
     print(f"wrote {a.out}", file=sys.stderr)
 

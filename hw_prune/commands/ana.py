@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratios", type=float, nargs="+", default=list(DEFAULT_RATIOS),
                    help="channel pruning ratios to test (default 0.1 ... 0.9)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="NAME", help="module names never pruned")
-    p.add_argument("--val-images", type=int, default=500, help="validation images per cell (default 500)")
-    p.add_argument("--bn-batches", type=int, default=3, help="training batches for BN re-calibration (default 3)")
+    p.add_argument("--val-images", type=int, default=400, help="validation images per cell (default 400)")
+    p.add_argument("--bn-batches", type=int, default=2, help="training batches of 64 for BN re-calibration (default 2)")
     p.add_argument("--restart", action="store_true", help="discard a table in the workspace made with other settings")
 
 

@@ -17,12 +17,12 @@ HELP = "finetune a saved (pruned) model"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     add_data_args(p, default="synthetic")
-    add_train_args(p, DEFAULT_FINETUNE_EPOCHS, "peak learning rate (default 5e-4 adamw / 0.01 sgd)")
+    add_train_args(p, DEFAULT_FINETUNE_EPOCHS, "peak learning rate (default 1e-3 adamw / 0.01 sgd)")
     p.add_argument("-o", "--output", required=True, help="model file to write (.pt); checkpoint OUTPUT.ckpt")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT.ckpt")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.lr is None:  # gentler than training from scratch
-        args.lr = 0.01 if args.optimizer == "sgd" else 5e-4
+        args.lr = 0.01 if args.optimizer == "sgd" else 1e-3
     return run_training(args, "finetune")

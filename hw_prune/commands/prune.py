@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="retry an iteration with a smaller step if top-1 drops more than this (points)")
     p.add_argument("--workdir", default=None, help="iteration state / checkpoints (default OUTPUT.work/); "
                    "a rerun resumes there")
-    p.add_argument("--lr", type=float, default=None, help="finetune learning rate (default 5e-4 adamw / 0.01 sgd)")
+    p.add_argument("--lr", type=float, default=None, help="finetune learning rate (default 1e-3 adamw / 0.01 sgd)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="adamw")
     p.add_argument("--batch-size", type=int, default=64)
 
@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from hw_prune.prune.iterative import run_iterative
 
         workdir = Path(args.workdir) if args.workdir else out.with_name(out.name + ".work")
-        lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 5e-4)
+        lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 1e-3)
         key = {"mode": mode, "value": getattr(args, mode), "criterion": args.criterion, "model": bundle.name,
                "channel_divisible": args.channel_divisible, "exclude": args.exclude, "data": args.data}
         res = run_iterative(bundle, step, args.iterations, finetune, splits, args.max_drop, workdir,
@@ -238,12 +238,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plan_file = plan_path_for(out)
     save_model(pruned, out)
     plan.save(plan_file)
-    rows = [{"": "FLOPs (M)", "before": before.flops / 1e6, "after": after.flops / 1e6},
-            {"": "params", "before": float(before.params), "after": float(after.params)}]
+    rows = [{"": "FLOPs", "before": f"{before.flops:,}", "after": f"{after.flops:,}",
+             "ratio": f"{after.flops / before.flops:.3f}"},
+            {"": "params", "before": f"{before.params:,}", "after": f"{after.params:,}",
+             "ratio": f"{after.params / before.params:.3f}"}]
     if top1 is not None:
-        rows.append({"": "top-1 (%)", "before": baseline_top1, "after": top1})
-    ui.table(rows, title=f"prune --{mode}: FLOPs x{after.flops / before.flops:.3f} ({time.time() - t0:.0f}s)",
-             floatfmt="{:.2f}")
+        rows.append({"": "top-1 (%)", "before": f"{baseline_top1:.2f}", "after": f"{top1:.2f}",
+                     "ratio": f"{top1 - baseline_top1:+.2f} pts"})
+    ui.table(rows, title=f"prune --{mode} ({time.time() - t0:.0f}s)")
     ui.info(f"[prune] wrote {out} and {plan_file}")
     res_d: dict[str, Any] = {"model": str(out), "plan": str(plan_file), "mode": mode,
                              "flops_before": before.flops, "flops_after": after.flops,

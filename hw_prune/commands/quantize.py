@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="QONNX file (NAME.onnx; NAME.pt holds the quantized state) or a folder")
 
 
-def _paths(out: str, name: str, w: int, a: int) -> tuple[Path, Path]:
+def _paths(out: str, model_arg: str, w: int, a: int) -> tuple[Path, Path]:
     p = Path(out)
     if p.suffix != ".onnx":
         if p.exists() and not p.is_dir():
             raise UserError(f"-o {p} is a file without .onnx suffix; pass NAME.onnx or a folder")
-        p = p / f"{Path(name).stem.replace(':', '_').replace('.', '_')}_w{w}a{a}.onnx"
+        stem = Path(model_arg).stem if Path(model_arg).is_file() else model_arg.rsplit(":", 1)[-1]
+        p = p / f"{re.sub(r'[^A-Za-z0-9_-]+', '_', stem)}_w{w}a{a}.onnx"
     return p, p.with_suffix(".pt")
 
 
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.check_images < 1:
         raise UserError(f"--check-images {args.check_images} must be >= 1")
     bundle = model_from_args(args)
-    onnx_path, state_path = _paths(args.output, bundle.name, args.weight_bits, args.act_bits)
+    onnx_path, state_path = _paths(args.output, args.model, args.weight_bits, args.act_bits)
     qmodel = to_brevitas(bundle.model, args.weight_bits, args.act_bits)   # validates the bit widths early
     splits = load_data(args.data, bundle.input_shape)
     check_classes(splits, bundle.num_classes, bundle.name)

@@ -295,11 +295,15 @@ class LatencyModel:
         s = np.array([self.predict_layers(r["specs"]).sum() for r in recs])
         y = np.array([r["latency_ms"] for r in recs])
         if len(recs) >= 3 and np.ptp(s) > 0.2 * np.mean(s):
-            # relative least squares for y = f0 + f1 * s
+            # y = f0 + f1 * s on relative error, with a robust loss so one odd model does not tilt the line
+            from scipy.optimize import least_squares
+
             X = np.column_stack([np.ones(len(s)), s]) / y[:, None]
-            f0, f1 = np.linalg.lstsq(X, np.ones(len(s)), rcond=None)[0]
-            if f1 <= 0:
-                f0, f1 = float(np.median(y - s)), 1.0
+            x0 = np.linalg.lstsq(X, np.ones(len(s)), rcond=None)[0]
+            x0 = np.array([float(np.clip(x0[0], -0.5 * y.min(), y.min())), float(np.clip(x0[1], 0.2, 5.0))])
+            r = least_squares(lambda f: X @ f - 1, x0, loss="soft_l1", f_scale=0.1,
+                              bounds=([-0.5 * y.min(), 0.1], [y.min(), 10.0]))
+            f0, f1 = r.x
         else:
             f0, f1 = float(np.median(y - s)), 1.0
         self.frame = {"f0": float(f0), "f1": float(f1), "n_models": len(recs)}

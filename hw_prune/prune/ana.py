@@ -143,8 +143,8 @@ def _batches(ds: Any, n: int, bs: int, seed: int = 0) -> list[tuple[torch.Tensor
 
 
 def run_ana(bundle: Any, splits: Any, workspace: str | Path, criterion: str = "l2",
-            ratios: Sequence[float] = DEFAULT_RATIOS, exclude: Sequence[str] = (), val_images: int = 500,
-            bn_batches: int = 3, batch_size: int = 64, restart: bool = False, progress: bool = True,
+            ratios: Sequence[float] = DEFAULT_RATIOS, exclude: Sequence[str] = (), val_images: int = 400,
+            bn_batches: int = 2, batch_size: int = 64, restart: bool = False, progress: bool = True,
             max_cells: int | None = None) -> dict[str, Any]:
     """Fill (or finish) the workspace's sensitivity table. Returns {'workspace', 'table', 'json', 'png', ...}."""
     from hw_prune.prune.importance import group_importance

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hw_prune.errors import UserError
 from hw_prune.models.io import ModelBundle, load_model, save_model
 from hw_prune.quant.convert import QuantModel, to_brevitas
@@ -37,4 +35,4 @@ def load_quantized(path: str | Path) -> tuple[QuantModel, ModelBundle]:
     return qmodel.eval(), bundle
 
 
-__all__ = ["save_quantized", "load_quantized", "torch"]
+__all__ = ["save_quantized", "load_quantized"]

@@ -174,3 +174,14 @@ def test_prime_channel_count_builds(models, env, tmp_path):
     for l in mvau[:3]:
         assert l["PE"] in (1, 37), l
     assert r["estimated_fps"] > 0
+
+
+def test_quantize_with_qat_into_a_folder(tmp_path, env):
+    res = run_cli("quantize", "--model", "tests.finn.nets:tiny_cnn", "--data", "synthetic:tiny", "--weight-bits", 4,
+                  "--act-bits", 4, "--calib-batches", 1, "--qat-epochs", 1, "-o", tmp_path / "q", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    q = res.json()
+    assert q["qat_epochs"] == 1 and Path(q["qonnx"]) == tmp_path / "q" / "tiny_cnn_w4a4.onnx"
+    assert Path(q["qonnx"]).is_file() and Path(q["state"]).is_file()
+    assert q["rel_diff"] < 1e-3 and q["argmax_agree"] == 1.0
+    assert "after 1 QAT epochs" in res.stderr

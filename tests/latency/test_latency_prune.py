@@ -112,16 +112,17 @@ def test_cli_json_contract_target_fps_and_latency(cli, tmp_path):
 
 def test_host_cpu_local_backend(tmp_path):
     """Real onnxruntime timings on this (shared, noisy) CPU. The tool's own final measurement must be in
-    the window; an independent re-measurement gets a wider tolerance (+-15%) because other processes on
-    a 2-core machine move single-thread latency by several percent between runs."""
+    the window; an independent re-measurement (best of 3 medians, like the tool) gets a wider tolerance
+    (-15% / +20%) because other processes on a 2-core machine move single-thread latency between runs."""
     shape = (1, 3, 32, 32)
     bundle = load_model("vgg-small", None, 10, shape)
     res = run_latency_prune(_args(tmp_path, board="host-cpu", backend="local", speedup=1.5, runs=40), bundle, None)
     f = res["target_fps"]
     assert res["backend"] == "local" and res["simulated"] is False
     assert f <= res["measured_fps"] <= 1.05 * f, res
-    again = get_backend("local", "host-cpu").measure_model(load_model(res["model"]).model, shape, 60)
-    assert 0.85 * f <= again.fps <= 1.2 * f, (again.fps, f)
+    be, pruned = get_backend("local", "host-cpu"), load_model(res["model"]).model
+    again = max(be.measure_model(pruned, shape, 60).fps for _ in range(3))  # best of 3, as the tool measures
+    assert 0.85 * f <= again <= 1.2 * f, (again, f)
 
 
 def test_bad_target_and_missing_board(cli):
