@@ -28,6 +28,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", action="append", default=None, help="ssh backend: USER@HOST[:PORT] (repeatable)")
     p.add_argument("--key", default=None, help="ssh backend: private key file")
     p.add_argument("--known-hosts", default=None, help="ssh backend: known_hosts file")
+    add_ssh_extra_args(p)
+
+
+def add_ssh_extra_args(p: argparse.ArgumentParser) -> None:
+    """ssh-backend options beyond host/key/known_hosts (shared with profile)."""
+    p.add_argument("--trust-new-host", action="store_true",
+                   help="ssh backend: accept and record an unknown host key (otherwise it is refused)")
+    p.add_argument("--remote-python", default=None, help="ssh backend: Python on the board (default: board file)")
+    p.add_argument("--remote-dir", default=None, help="ssh backend: working directory on the board")
+    p.add_argument("--ssh-timeout", type=float, default=None, help="ssh backend: command timeout in seconds")
+    p.add_argument("--agent-backend", choices=("sim", "onnxruntime"), default=None,
+                   help="ssh backend: what the on-board agent runs (sim = simulated DPU on the board's CPU)")
 
 
 def backend_opts(args: argparse.Namespace) -> dict[str, Any]:
@@ -36,10 +48,14 @@ def backend_opts(args: argparse.Namespace) -> dict[str, Any]:
         opts["threads"] = args.threads
     if getattr(args, "timer", None):
         opts["timer"] = args.timer
-    for k in ("host", "key", "known_hosts"):
+    for k in ("host", "key", "known_hosts", "remote_python", "remote_dir", "agent_backend"):
         v = getattr(args, k, None)
         if v:
             opts["hosts" if k == "host" else k] = v
+    if getattr(args, "trust_new_host", False):
+        opts["trust_new_host"] = True
+    if getattr(args, "ssh_timeout", None):
+        opts["timeout"] = args.ssh_timeout
     return opts
 
 

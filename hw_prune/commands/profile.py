@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from hw_prune import ui
-from hw_prune.commands.measure import backend_opts
+from hw_prune.commands.measure import add_ssh_extra_args, backend_opts
 from hw_prune.hw.backends import BACKENDS, default_backend, get_backend
 from hw_prune.hw.boards import load_board
 
@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ssh backend: USER@HOST[:PORT] (repeat or comma-separate for several boards)")
     p.add_argument("--key", default=None, help="ssh backend: private key file")
     p.add_argument("--known-hosts", default=None, help="ssh backend: known_hosts file")
+    add_ssh_extra_args(p)
     p.add_argument("--limit", type=int, default=None,
                    help="measure at most N new layer configs now, then fit (a rerun resumes with the rest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
