@@ -574,14 +574,29 @@ def allowed_widths(width: int, divisor: int = 1, alignment: int = 1, min_width: 
     return opts + [width]
 
 
+def compute_weights(deps: Sequence[LayerDeps], groups: Sequence[Any]) -> dict[str, float]:
+    """Each group's share of the model's MACs (every conv/fc whose cin or cout it sets counts). Used as the
+    weight of its importance curve: at equal latency the search then keeps the most (important) compute."""
+    macs = {g.name: 0.0 for g in groups}
+    for d in deps:
+        for g in d.groups():
+            if g in macs:
+                macs[g] += float(d.spec.macs)
+    total = sum(macs.values()) or 1.0
+    floor = 1e-3 * total / max(1, len(macs))  # groups seen only by pools/adds still cost something to cut
+    return {g: max(v, floor) / total for g, v in macs.items()}
+
+
 def build_search(model: nn.Module, input_shape: tuple[int, ...], groups: Sequence[Any], cost_model: Any,
                  importance: Mapping[str, np.ndarray] | None = None,
                  sensitivity: tuple[Mapping[str, Mapping[float, float]], float] | None = None,
                  alignment: int | None = None, lookahead: int = 4,
-                 min_width: Mapping[str, int] | int | None = None) -> WidthSearch:
-    """Convenience: dependencies + loss curves (ana table when given, importance otherwise)."""
+                 min_width: Mapping[str, int] | int | None = None, weighting: str = "macs") -> WidthSearch:
+    """Convenience: dependencies + loss curves (ana table when given, importance otherwise).
+    weighting: 'macs' (group's share of the compute) or 'producers' (number of layers it is output of)."""
     deps = layer_dependencies(model, input_shape, groups)
-    curves = importance_loss_curves(groups, importance or {})
+    weights = compute_weights(deps, groups) if weighting == "macs" else None
+    curves = importance_loss_curves(groups, importance or {}, weights)
     if sensitivity is not None:
         table, base = sensitivity
         curves = {**curves, **sensitivity_loss_curves(groups, table, base, fallback=curves)}

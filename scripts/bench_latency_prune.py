@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for lv in levels:
                 r = b.prune(method, model, bpath, ws, lv)
                 if "error" not in r:
-                    sweep.setdefault(method, []).append({"level": lv, "path": r["path"], "flops": b.flops(r["path"])})
+                    sweep.setdefault(method, []).append({"level": lv, "path": r["path"], "flops": r["flops_after"]})
         for board, backend in BOARDS:
             base_fps = b.measure(bpath, board, backend)
             rows = {m: [{**p, "fps": b.measure(p["path"], board, backend)} for p in pts] for m, pts in sweep.items()}
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if fps >= f_match:
                         hi = mid
                         if best is None or fps < best["fps"]:
-                            best = {"path": r["path"], "flops": b.flops(r["path"]), "fps": fps, "level": mid}
+                            best = {"path": r["path"], "flops": r["flops_after"], "fps": fps, "level": mid}
                     else:
                         lo = mid
                 if best is not None:

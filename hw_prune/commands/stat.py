@@ -7,6 +7,7 @@ from typing import Any
 
 from hw_prune import ui
 from hw_prune.commands.common import add_model_args, model_from_args
+from hw_prune.errors import UserError
 
 NAME = "stat"
 HELP = "FLOPs and parameters per layer and total (+ predicted latency with --board)"
@@ -25,7 +26,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     bundle = model_from_args(args)
     rep = count_flops(bundle.model, (1, *bundle.input_shape[1:]))
-    groups = channel_groups(bundle.model, bundle.input_shape)
+    try:
+        groups = channel_groups(bundle.model, bundle.input_shape)
+    except UserError as e:  # FLOPs still make sense for a model torch-pruning cannot trace
+        ui.info(f"note: no channel groups ({e})")
+        groups = []
     ui.table([{"layer": d["name"], "type": d["type"], "output": "x".join(map(str, d["output_shape"][1:])),
                "MFLOPs": d["flops"] / 1e6, "params": d["params"]} for d in rep.layers],
              title=f"{bundle.name} at {','.join(map(str, bundle.input_shape))}", floatfmt="{:.3f}")
@@ -41,13 +46,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             from hw_prune.hw.cost_model import predict_for_stat
         except ImportError as e:
-            from hw_prune.errors import UserError
-
             raise UserError(f"latency prediction is not available in this install ({e}); drop --board") from None
 
         extra = predict_for_stat(bundle, args.board, args.backend)
         out.update(extra)
         if "predicted_latency_ms" in extra:
             ui.info(f"predicted on {args.board} ({args.backend}): {extra['predicted_latency_ms']:.3f} ms"
-                    + (f", {extra['predicted_fps']:.1f} fps" if "predicted_fps" in extra else ""))
+                    + (f", {extra['predicted_fps']:.1f} fps" if "predicted_fps" in extra else "")
+                    + (" (cost model of a SIMULATED board, not a measurement)" if extra.get("simulated") else ""))
     return out

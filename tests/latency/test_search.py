@@ -198,3 +198,29 @@ def test_caches_layer_predictions():
     # second run only pays for predict_model's own calls, no new predict_layer misses in the search
     assert ws.evaluations == len({k for k in ws._cache})
     assert cost.calls - n <= 3 * len(ws.deps) * 8
+
+
+def test_resnet50_search_takes_seconds_with_the_fitted_cost_model():
+    """ResNet-50 at 224x224 (37 channel groups, residual stages) with the shipped zcu104 cost model:
+    the whole search (batched prediction prefetch + greedy + fill-back + polish) runs in seconds, meets
+    the budget and keeps widths on the model's 16-channel alignment."""
+    from hw_prune.graph import channel_groups
+    from hw_prune.hw.cost_model import load_cost_model
+    from hw_prune.models import build_builtin
+    from hw_prune.search import build_search
+
+    shape = (1, 3, 224, 224)
+    m = build_builtin("resnet50", 1000, shape)
+    cm = load_cost_model("zcu104", "sim")
+    groups = channel_groups(m, shape)
+    t0 = time.perf_counter()
+    ws = build_search(m, shape, groups, cm)
+    full = ws.predict(ws.full).latency_ms
+    r = ws.run(0.6 * full)
+    total = time.perf_counter() - t0
+    assert r.feasible and r.latency_ms <= 0.6 * full
+    assert total < 30, total  # ~2 s on an idle core; generous for a shared CI machine
+    assert all(w % 16 == 0 or w == ws.full[g] for g, w in r.widths.items())
+    # the residual groups are costed where they are used: shrinking one changes many layers
+    res_group = max(ws.prunable, key=lambda g: len(ws._layers_of[g]))
+    assert len(ws._layers_of[res_group]) >= 8
