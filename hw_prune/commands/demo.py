@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             output=str(work / f"{args.model}-{shape[2]}-x{args.speedup:g}.pt"),
                             workspace=None, workdir=str(work / f"prune-{args.model}-{shape[2]}-x{args.speedup:g}"),
                             max_drop=None, runs=30, lr=None, optimizer="adamw", batch_size=64, json=args.json)
+    # the trained baseline is cached; the pruning itself is redone on every run (fresh iteration state)
+    import shutil
+
+    shutil.rmtree(pargs.workdir, ignore_errors=True)
     res = run_latency_prune(pargs, bundle, splits)
     res["baseline_top1"] = bundle.meta.get("top1")
     res["seconds"] = {"baseline": t_train, "total": time.time() - t0}

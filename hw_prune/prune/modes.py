@@ -2,7 +2,7 @@
 
 --ratio R with a sensitivity table (vai_p's method): a global accuracy-drop threshold T gives every
 group the largest ratio whose (interpolated, monotone) drop is <= T; T is bisected until the FLOPs
-are within 1% of (1 - R) x baseline.
+are within 1% of (1 - R) x baseline, then corrected channel step by channel step (refine_to_goal).
 --ratio R without a table (documented fallback): channels are ranked globally by importance
 normalised by their group's mean importance (Torch-Pruning's global ranking), at most 90% of a
 group is removed, and the cut-off is bisected to the same FLOPs goal.
@@ -98,11 +98,11 @@ def _drop_at(table: "object", group: str, ratio: float) -> float:
 
 def refine_to_goal(widths: dict[str, int], groups: list[ChannelGroup], fm: FlopModel, goal: float,
                    cost: Callable[[ChannelGroup, int], float], channel_divisible: int = 1,
-                   tol: float = 0.005, max_ratio: float = MAX_GROUP_RATIO) -> tuple[dict[str, int], int]:
+                   tol: float = 0.004, max_ratio: float = MAX_GROUP_RATIO) -> tuple[dict[str, int], int]:
     """One-step-at-a-time correction after the bisection (a single channel of a wide residual stream can be
-    ~2% of the FLOPs, so the threshold alone may miss the goal): while FLOPs are above goal + tol, remove
-    a step from the group whose cost(group, new width) is lowest; while below goal - 2 tol, give a step back
-    to the group that gains most, if that does not overshoot."""
+    ~2% of the FLOPs, so the threshold alone may miss the goal): while FLOPs are above goal x (1 + tol),
+    remove a step from the group whose cost(group, new width) is lowest; while below goal x (1 - 2 tol),
+    give a step back to the group that gains most, if that does not overshoot."""
     import math
 
     w = dict(widths)
@@ -110,7 +110,7 @@ def refine_to_goal(widths: dict[str, int], groups: list[ChannelGroup], fm: FlopM
     step = {n: math.lcm(g.divisor, channel_divisible) for n, g in by.items()}
     f = fm.flops(w)
     for _ in range(1000):
-        if f <= goal + tol * fm.total:
+        if f <= goal * (1 + tol):
             break
         cands = [(cost(g, w[n] - step[n]), n) for n, g in by.items()
                  if w[n] - step[n] >= max(step[n], math.ceil(g.width * (1 - max_ratio)))]
@@ -120,14 +120,14 @@ def refine_to_goal(widths: dict[str, int], groups: list[ChannelGroup], fm: FlopM
         w[n] -= step[n]
         f = fm.flops(w)
     for _ in range(1000):
-        if f >= goal - 2 * tol * fm.total:
+        if f >= goal * (1 - 2 * tol):
             break
         cands = []
         for n, g in by.items():
             if w[n] + step[n] <= g.width:
                 trial = {**w, n: w[n] + step[n]}
                 ft = fm.flops(trial)
-                if ft <= goal + tol * fm.total:
+                if ft <= goal * (1 + tol):
                     cands.append((cost(g, w[n]) - cost(g, w[n] + step[n]), n, ft))
         if not cands:
             break
@@ -168,4 +168,10 @@ def ratio_widths_from_importance(groups: list[ChannelGroup], scores: dict[str, n
         return out
 
     hi = max(float(v.max()) for v in norm.values()) + 1
-    return bisect_to_flops(widths_for, fm, fm.total * (1 - ratio), 0.0, hi)
+    goal = fm.total * (1 - ratio)
+    w, _ = bisect_to_flops(widths_for, fm, goal, 0.0, hi)
+
+    def cost(g: ChannelGroup, width: int) -> float:  # importance removed, normalised per group
+        return float(norm[g.name][: max(0, g.width - width)].sum()) if g.name in norm else 0.0
+
+    return refine_to_goal(w, groups, fm, goal, cost, channel_divisible)
