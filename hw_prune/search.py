@@ -212,9 +212,9 @@ def specs_at(deps: Sequence[LayerDeps], widths: Mapping[str, int], full: Mapping
 
 def importance_loss_curves(groups: Sequence[Any], importance: Mapping[str, np.ndarray],
                            weights: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
-    """loss[g][k] = share of group g's importance mass removed when its best k channels are kept,
+    """loss[g][k] = -log(share of group g's importance mass kept when its best k channels are kept),
     times the group's weight (default: its number of producing layers, so a residual stream that
-    feeds many blocks counts for each of them)."""
+    feeds many blocks counts for each of them; build_search passes the group's share of the MACs)."""
     curves: dict[str, np.ndarray] = {}
     for g in groups:
         sc = np.asarray(importance.get(g.name, np.ones(g.width)), dtype=float).reshape(-1)
@@ -228,7 +228,10 @@ def importance_loss_curves(groups: Sequence[Any], importance: Mapping[str, np.nd
         w = (weights or {}).get(g.name)
         if w is None:
             w = max(1, sum(1 for _, kind in g.members if kind == "out"))
-        curves[g.name] = float(w) * (1.0 - kept)
+        # -log(kept share): halving a group costs w*ln2, emptying it costs without bound. A linear loss
+        # (1 - kept) let the search collapse whole stages to 2 channels, which finetuning cannot repair
+        # (docs/benchmarks/latency_prune.md); the log keeps every group alive, as uniform pruning does.
+        curves[g.name] = float(w) * -np.log(np.maximum(kept, 1e-6))
     return curves
 
 

@@ -35,7 +35,9 @@ def cli(*args: str) -> tuple[dict, float]:
     return json.loads(p.stdout), dt
 
 
-def latency(model_path: Path, onnx_path: Path, runs: int = 300) -> dict[str, float]:
+def latency(paths: list[tuple[Path, Path]], rounds: int = 15, per_round: int = 40) -> list[dict[str, float]]:
+    """Median / min latency of each (model.pt, model.onnx), batch 1, 1 thread. The models are measured in
+    interleaved rounds so that load from other processes on a shared machine hits them alike."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -43,30 +45,29 @@ def latency(model_path: Path, onnx_path: Path, runs: int = 300) -> dict[str, flo
     from hw_prune.models.io import load_model
 
     torch.set_num_threads(1)
-    b = load_model(str(model_path))
-    m = b.model.eval()
-    x = torch.randn(1, *b.input_shape[1:])
-    with torch.no_grad():
-        for _ in range(20):
-            m(x)
-        ts = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            m(x)
-            ts.append(time.perf_counter() - t)
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    xn = x.numpy()
-    for _ in range(20):
-        sess.run(None, {"input": xn})
-    to = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, {"input": xn})
-        to.append(time.perf_counter() - t)
-    return {"torch_ms": 1e3 * statistics.median(ts), "ort_ms": 1e3 * statistics.median(to),
-            "ort_p90_ms": 1e3 * float(np.percentile(to, 90))}
+    runners = []
+    for pt, onnx in paths:
+        b = load_model(str(pt))
+        m = b.model.eval()
+        x = torch.randn(1, *b.input_shape[1:])
+        sess = ort.InferenceSession(str(onnx), so, providers=["CPUExecutionProvider"])
+        xn = x.numpy()
+        runners.append(((lambda m=m, x=x: m(x)), (lambda s=sess, xn=xn: s.run(None, {"input": xn}))))
+    times: list[dict[str, list[float]]] = [{"torch": [], "ort": []} for _ in runners]
+    with torch.no_grad():
+        for r in range(rounds + 1):
+            for i, (ft, fo) in enumerate(runners):
+                for key, f in (("torch", ft), ("ort", fo)):
+                    for _ in range(per_round):
+                        t = time.perf_counter()
+                        f()
+                        if r:  # round 0 is warm-up
+                            times[i][key].append(time.perf_counter() - t)
+    return [{"torch_ms": 1e3 * statistics.median(t["torch"]), "torch_min_ms": 1e3 * min(t["torch"]),
+             "ort_ms": 1e3 * statistics.median(t["ort"]), "ort_min_ms": 1e3 * min(t["ort"]),
+             "ort_p90_ms": 1e3 * float(np.percentile(t["ort"], 90))} for t in times]
 
 
 def main() -> None:
@@ -77,34 +78,42 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=2)
     ap.add_argument("--workdir", default=str(ROOT / "runs" / "bench_core"))
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "core.md"))
+    ap.add_argument("--reuse", action="store_true", help="reuse the stage results in --workdir (re-measure latency only)")
     a = ap.parse_args()
     wd = Path(a.workdir)
-    wd.mkdir(parents=True, exist_ok=True)
-    for f in wd.glob("*"):  # a benchmark starts from scratch (no cached table / checkpoints)
-        if f.is_file():
-            f.unlink()
-    import shutil
-
-    for d in ("ws", "pruned.pt.work"):
-        shutil.rmtree(wd / d, ignore_errors=True)
     base, pruned, ws = wd / "base.pt", wd / "pruned.pt", wd / "ws"
-    stages = {}
-    tr, stages["train"] = cli("train", "--model", a.model, "--data", a.data, "-o", base)
-    st0, stages["stat"] = cli("stat", "--model", base)
-    an, stages["ana"] = cli("ana", "--model", base, "--data", a.data, "-w", ws)
-    pr, stages["prune (iterative, incl. finetune)"] = cli(
-        "prune", "--model", base, "--data", a.data, "-w", ws, "--ratio", a.ratio, "--iterations", a.iterations,
-        "-o", pruned)
-    _, stages["transform --onnx (pruned)"] = cli("transform", "--model", base, "--plan", wd / "pruned.plan.json",
-                                                 "--onnx", wd / "pruned_from_plan.onnx")
-    cli("transform", "--model", pruned, "--plan", wd / "pruned.plan.json", "--onnx", wd / "pruned.onnx")
-    # baseline ONNX: an empty plan (no group changed) is the identity transform
+    saved = wd / "stages.json"
+    if a.reuse and saved.is_file():
+        d = json.loads(saved.read_text())
+        tr, st0, an, pr, st1, stages = d["tr"], d["st0"], d["an"], d["pr"], d["st1"], d["stages"]
+    else:
+        wd.mkdir(parents=True, exist_ok=True)
+        for f in wd.glob("*"):  # a benchmark starts from scratch (no cached table / checkpoints)
+            if f.is_file():
+                f.unlink()
+        import shutil
+
+        for d in ("ws", "pruned.pt.work"):
+            shutil.rmtree(wd / d, ignore_errors=True)
+        stages = {}
+        tr, stages["train"] = cli("train", "--model", a.model, "--data", a.data, "-o", base)
+        st0, stages["stat"] = cli("stat", "--model", base)
+        an, stages["ana"] = cli("ana", "--model", base, "--data", a.data, "-w", ws)
+        pr, stages["prune (iterative, incl. finetune)"] = cli(
+            "prune", "--model", base, "--data", a.data, "-w", ws, "--ratio", a.ratio, "--iterations", a.iterations,
+            "-o", pruned)
+        _, stages["transform --onnx (pruned)"] = cli("transform", "--model", base, "--plan", wd / "pruned.plan.json",
+                                                     "--onnx", wd / "pruned_from_plan.onnx")
+        cli("transform", "--model", pruned, "--plan", wd / "pruned.plan.json", "--onnx", wd / "pruned.onnx")
+        # baseline ONNX: an empty plan (no group changed) is the identity transform
+        plan = json.loads((wd / "pruned.plan.json").read_text())
+        ident = {**plan, "groups": [{**g, "width_after": g["width_before"]} for g in plan["groups"]]}
+        (wd / "identity.plan.json").write_text(json.dumps(ident))
+        cli("transform", "--model", base, "--plan", wd / "identity.plan.json", "--onnx", wd / "base.onnx")
+        st1, _ = cli("stat", "--model", pruned)
+        saved.write_text(json.dumps({"tr": tr, "st0": st0, "an": an, "pr": pr, "st1": st1, "stages": stages}))
     plan = json.loads((wd / "pruned.plan.json").read_text())
-    ident = {**plan, "groups": [{**g, "width_after": g["width_before"]} for g in plan["groups"]]}
-    (wd / "identity.plan.json").write_text(json.dumps(ident))
-    cli("transform", "--model", base, "--plan", wd / "identity.plan.json", "--onnx", wd / "base.onnx")
-    st1, _ = cli("stat", "--model", pruned)
-    lat0, lat1 = latency(base, wd / "base.onnx"), latency(pruned, wd / "pruned.onnx")
+    lat0, lat1 = latency([(base, wd / "base.onnx"), (pruned, wd / "pruned.onnx")])
     from hw_prune.provenance import package_versions
 
     v = package_versions()
@@ -117,6 +126,8 @@ def main() -> None:
         ("CPU latency, onnxruntime, batch 1, 1 thread (median ms)", f"{lat0['ort_ms']:.3f}",
          f"{lat1['ort_ms']:.3f} (speedup {lat0['ort_ms'] / lat1['ort_ms']:.2f}x)"),
         ("CPU latency, onnxruntime p90 (ms)", f"{lat0['ort_p90_ms']:.3f}", f"{lat1['ort_p90_ms']:.3f}"),
+        ("CPU latency, min over all runs, PyTorch / onnxruntime (ms)",
+         f"{lat0['torch_min_ms']:.3f} / {lat0['ort_min_ms']:.3f}", f"{lat1['torch_min_ms']:.3f} / {lat1['ort_min_ms']:.3f}"),
     ]
     ort_speedup = lat0["ort_ms"] / lat1["ort_ms"]
     note = ("" if ort_speedup > 1.2 else

@@ -203,7 +203,9 @@ def write_docs(res: dict[str, Any], wall: float) -> None:
              "zcu104 numbers come from the SIMULATED DPU (`sim` backend); host-cpu numbers are real onnxruntime "
              "timings (1 thread) on a CPU shared with other work, so they carry a few percent of noise.", "",
              "Methods: (a) `hw_prune` = `prune --target-fps F --board B` (closed loop); (b) `flops-cd2` = "
-             "`prune --ratio R --channel-divisible 2` (vai_p-style, sensitivity from `ana`); (c) `uniform` = "
+             "`prune --ratio R --channel-divisible 2` (vai_p-style; per-group ratios from the `ana` table when run with "
+             f"--ana, here {'with' if res['config'].get('ana') else 'without'} it: "
+             f"{'sensitivity table' if res['config'].get('ana') else 'global importance ranking'}); (c) `uniform` = "
              "`prune --uniform R` (LogicTronix-style); (d) `flops-cd16` = `prune --ratio R --channel-divisible 16`.",
              ""]
     for i, model in enumerate(models):
@@ -240,6 +242,8 @@ def write_docs(res: dict[str, Any], wall: float) -> None:
                 lines += ["", f"Measured fps at equal FLOPs ({ref / 1e6:.2f} MFLOPs, hw_prune's matched model), "
                           "interpolated on each method's sweep:", ""]
                 for meth, rows in bd["sweep"].items():
+                    if meth == "hw_prune":
+                        continue
                     v = _interp_fps_at_flops(rows, ref)
                     lines.append(f"- {meth}: " + (f"{v:.1f} fps" if v is not None else "outside its sweep"))
             lines.append("")

@@ -3,7 +3,8 @@
 `step_fn(bundle, fraction) -> (bundle, plan)` prunes the CURRENT model toward `fraction` (0..1] of
 the final goal. Steps go from large to small (weights K, K-1, ..., 1). After each step the model is
 finetuned; if top-1 then drops more than `max_drop` below the baseline, the step is retried with
-half the increment (at most `max_retries` times). Every accepted iteration is saved to `workdir`
+half the increment (at most `max_retries` times; an accepted smaller step adds an iteration, and
+after a step that still fails the rest of the schedule runs without retries). Every accepted iteration is saved to `workdir`
 with a state file, so a rerun resumes after the last finished iteration (and inside a finetune,
 from its per-epoch checkpoint). The best accepted model that reached the goal is `workdir/best.pt`.
 """
@@ -85,6 +86,9 @@ def run_iterative(bundle: ModelBundle, step_fn: StepFn, iterations: int, finetun
             ui.info(f"[prune] resuming after iteration {len(state['accepted'])} (fraction {cur_frac:.3f} of the goal)")
     queue = [f for f in schedule(iterations) if f > cur_frac + 1e-9]
     retries = 0
+    # Once a step stays above --max-drop after max_retries smaller tries, later steps are not retried
+    # (they would fail the same way); this bounds the run to len(schedule) + max_retries attempts.
+    give_up = bool(state.get("gave_up", False))
     while queue:
         frac = queue[0]
         n = len(state["accepted"]) + 1
@@ -99,7 +103,7 @@ def run_iterative(bundle: ModelBundle, step_fn: StepFn, iterations: int, finetun
         drop = (baseline_top1 - top1) if (top1 is not None and baseline_top1 is not None) else None
         rec = {"iteration": n, "fraction": frac, "flops": step_plan.flops_after, "top1": top1, "drop": drop}
         state["attempts"].append(rec)
-        if max_drop is not None and drop is not None and drop > max_drop and retries < max_retries:
+        if max_drop is not None and drop is not None and drop > max_drop and retries < max_retries and not give_up:
             smaller = cur_frac + (frac - cur_frac) / 2
             if progress:
                 ui.info(f"[prune] step to {frac:.3f} of the goal lost {drop:.2f} points (> --max-drop {max_drop}); "
@@ -108,8 +112,12 @@ def run_iterative(bundle: ModelBundle, step_fn: StepFn, iterations: int, finetun
             retries += 1
             write_json(state_path, state)
             continue
-        if max_drop is not None and drop is not None and drop > max_drop and progress:
-            ui.info(f"[prune] drop {drop:.2f} still > --max-drop {max_drop} after {max_retries} retries; keeping it")
+        if max_drop is not None and drop is not None and drop > max_drop:
+            if progress and not give_up:
+                ui.info(f"[prune] drop {drop:.2f} still > --max-drop {max_drop} after {max_retries} retries; "
+                        "keeping it and finishing the schedule without further retries")
+            give_up = True
+            state["gave_up"] = True
         path = wd / f"iter{n}.pt"
         new.meta.update({"top1": top1, "plan": step_plan.to_dict()})
         save_model(new, path)
