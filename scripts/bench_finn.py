@@ -4,8 +4,7 @@ on pynq-z2 and zcu104 (finn-plus estimate-only builds). Writes docs/benchmarks/f
 
     .venv/bin/python scripts/bench_finn.py [--model vgg-small] [--epochs 3] [--work /tmp/bench_finn]
 
-Pruning uses hw_prune.graph.apply_widths (uniform 50%) when it exists; until then a chain slicer here
-(keeps the convs' channels with the largest L1 norms), marked as a stand-in.
+Pruning uses hw_prune.graph.apply_widths (uniform 50%, L2 importance).
 """
 
 from __future__ import annotations
@@ -74,37 +73,12 @@ def _get_model(name: str, work: Path, splits, epochs: int):
 
 
 def slice_chain(model: nn.Module, keep: float) -> tuple[nn.Module, str]:
-    """Uniform prune of a `.features` conv/BN chain followed by one Linear (vgg-small's layout)."""
-    try:
-        from hw_prune.graph import apply_widths, channel_groups  # type: ignore[attr-defined]
+    """Uniform prune of every prunable channel group (hw_prune's own pruner, on a copy)."""
+    from hw_prune.graph import apply_widths, channel_groups
 
-        groups = channel_groups(model, (1, 3, 32, 32))
-        widths = {g.name: max(8, int(round(g.width * keep))) for g in groups}
-        return apply_widths(copy.deepcopy(model), (1, 3, 32, 32), widths), "hw_prune.graph.apply_widths"
-    except Exception:
-        pass
-    m = copy.deepcopy(model)
-    feats = list(m.features)
-    prev = torch.arange(3)
-    for i, mod in enumerate(feats):
-        if isinstance(mod, nn.Conv2d):
-            w = max(8, int(round(mod.out_channels * keep)))
-            idx = mod.weight.detach().abs().sum((1, 2, 3)).topk(w).indices.sort().values
-            conv = nn.Conv2d(len(prev), w, mod.kernel_size, mod.stride, mod.padding, bias=False)
-            conv.weight.data = mod.weight.data[idx][:, prev].clone()
-            feats[i] = conv
-            bn = feats[i + 1]
-            nbn = nn.BatchNorm2d(w)
-            for k in ("weight", "bias", "running_mean", "running_var"):
-                getattr(nbn, k).data = getattr(bn, k).data[idx].clone()
-            feats[i + 1] = nbn
-            prev = idx
-    m.features = nn.Sequential(*feats)
-    lin = m.classifier
-    nl = nn.Linear(len(prev), lin.out_features)
-    nl.weight.data, nl.bias.data = lin.weight.data[:, prev].clone(), lin.bias.data.clone()
-    m.classifier = nl
-    return m.eval(), "bench-local chain slicer (stand-in for hw_prune.graph.apply_widths)"
+    groups = channel_groups(model, (1, 3, 32, 32))
+    widths = {g.name: max(8, int(round(g.width * keep))) for g in groups if g.prunable}
+    return apply_widths(copy.deepcopy(model), (1, 3, 32, 32), widths), "hw_prune.graph.apply_widths"
 
 
 HEADER = """# FINN benchmark (finn-plus estimate-only builds)

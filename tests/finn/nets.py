@@ -35,26 +35,3 @@ def tiny_cnn(widths: Sequence[int] = (16, 32, 32), num_classes: int = 10) -> Tin
 def prime_cnn() -> TinyCNN:
     """37 channels (prime): FINN's folding can only use parallelism 1 or 37 on it."""
     return TinyCNN((37, 37, 37))
-
-
-def slice_tiny(model: TinyCNN, keep: float = 0.5) -> TinyCNN:
-    """Physically prune every conv of a TinyCNN to `keep` of its channels (largest L1 norms).
-    TEST-ONLY stand-in: to be replaced by hw_prune.graph.apply_widths / `hw_prune prune --uniform`
-    (core developer) once that exists; the tests use apply_widths when it can be imported."""
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    bns = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
-    widths = [max(1, int(round(c.out_channels * keep))) for c in convs]
-    new = TinyCNN(widths, model.fc.out_features)
-    nconvs = [m for m in new.features if isinstance(m, nn.Conv2d)]
-    nbns = [m for m in new.features if isinstance(m, nn.BatchNorm2d)]
-    prev = torch.arange(3)
-    with torch.no_grad():
-        for c, b, nc, nb, w in zip(convs, bns, nconvs, nbns, widths):
-            idx = c.weight.abs().sum((1, 2, 3)).topk(w).indices.sort().values
-            nc.weight.copy_(c.weight[idx][:, prev])
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(nb, name).copy_(getattr(b, name)[idx])
-            prev = idx
-        new.fc.weight.copy_(model.fc.weight[:, prev])
-        new.fc.bias.copy_(model.fc.bias)
-    return new.eval()

@@ -17,23 +17,14 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def _prune_half(model: torch.nn.Module) -> torch.nn.Module:
-    """50% uniform prune: the core developer's apply_widths when present, else the test-only slicer."""
-    from tests.finn.nets import slice_tiny
-
-    try:
-        from hw_prune.graph import apply_widths, channel_groups  # type: ignore[attr-defined]
-    except ImportError:
-        return slice_tiny(model, 0.5)
+    """50% uniform prune with hw_prune's own channel-group pruner (on a copy)."""
     import copy
 
+    from hw_prune.graph import apply_widths, channel_groups
+
     m = copy.deepcopy(model)
-    groups = channel_groups(m, (1, 3, 32, 32))
-    widths = {g.name if hasattr(g, "name") else i: max(1, int(round(g.width * 0.5)) if hasattr(g, "width") else 1)
-              for i, g in enumerate(groups)}
-    try:
-        return apply_widths(m, (1, 3, 32, 32), widths)
-    except Exception:  # API still moving: fall back to the test-only slicer
-        return slice_tiny(model, 0.5)
+    widths = {g.name: max(1, int(round(g.width * 0.5))) for g in channel_groups(m, (1, 3, 32, 32)) if g.prunable}
+    return apply_widths(m, (1, 3, 32, 32), widths)
 
 
 @pytest.fixture(scope="module")
