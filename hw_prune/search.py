@@ -23,7 +23,7 @@ import math
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -617,5 +617,3 @@ def uniform_widths(groups: Sequence[Any], keep: float, divisor_round: int = 1) -
         out[g.name] = int(min(g.width, max(step, round(g.width * keep / step) * step)))
     return out
 
-
-Callback = Callable[[SearchResult], None]

@@ -32,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--target-latency-ms", type=float, help="latency-targeted: reach this latency (ms) on --board")
     m.add_argument("--speedup", type=float, help="latency-targeted: be this many times faster on --board")
     p.add_argument("--board", help="board for latency targets (see boards/)")
-    p.add_argument("--backend", choices=("sim", "local", "ssh", "finn-estimate"), default="sim",
-                   help="latency backend for latency targets (default sim)")
+    p.add_argument("--backend", choices=("sim", "local", "ssh", "finn-estimate"), default=None,
+                   help="latency backend for latency targets (default: the board's own: sim for DPU boards, "
+                   "local for host-cpu, finn-estimate for FINN-only boards)")
     p.add_argument("--host", action="append", default=[], help="USER@HOST[:PORT] for --backend ssh (repeatable)")
     p.add_argument("--channel-divisible", type=int, default=1, help="kept widths are multiples of N (default 1)")
     p.add_argument("--criterion", default="l2", choices=("l1", "l2", "taylor", "bn"),

@@ -73,10 +73,8 @@ class Target:
         self.board = load_board(board)
         self.backend_name = backend or default_backend(self.board)
         if self.backend_name == "sim" and self.board.kind != "dpu":
-            # `prune --backend` defaults to sim; the simulator only models DPU boards
-            self.backend_name = default_backend(self.board)
-            ui.info(f"[prune] board {self.board.name} has no DPU to simulate; measuring with the "
-                    f"'{self.backend_name}' backend")
+            raise UserError(f"board {self.board.name} has no DPU, so the simulated DPU (--backend sim) cannot model "
+                            f"it; use --backend {default_backend(self.board)}")
         opts = dict(opts or {})
         if self.backend_name == "sim":
             opts["seed"] = seed
@@ -368,10 +366,6 @@ def _out_paths(args: Any, bundle: Any) -> tuple[Path, Path, Path]:
     from hw_prune.prune.plan import plan_path_for
 
     return model_path, plan_path_for(model_path), model_path.with_name(model_path.stem + ".latency.png")
-
-
-def _geometric_targets(base_fps: float, target_fps: float, k: int) -> list[float]:
-    return [base_fps * (target_fps / base_fps) ** ((i + 1) / k) for i in range(k)]
 
 
 def _backend_opts(args: Any) -> dict[str, Any]:
