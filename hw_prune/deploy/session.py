@@ -190,7 +190,10 @@ class SSHSession:
             return RemoteError(f"connection to {h} timed out while {doing}; check the address/network or raise --timeout")
         if isinstance(e, socket.gaierror):
             return RemoteError(f"cannot resolve host '{self.host.host}'; check the --host name")
-        if isinstance(e, paramiko.SSHException) and "banner" in str(e).lower():
+        # paramiko reports a handshake that never finished either as a banner timeout or, when its
+        # reader thread loses the race, as "No existing session" from the auth step that follows.
+        if isinstance(e, paramiko.SSHException) and ("banner" in str(e).lower() or (
+                doing == "connecting" and "no existing session" in str(e).lower())):
             return RemoteError(f"connection to {h} timed out waiting for the SSH banner ({self.connect_timeout:g} s); "
                                "check that sshd runs on that port, or raise --timeout")
         if isinstance(e, (EOFError, ConnectionResetError, BrokenPipeError)) or (
