@@ -117,7 +117,7 @@ def test_host_cpu_local_backend(tmp_path):
     same model moved by 20-50% between minutes, so an absolute fps check would test the neighbours' load."""
     shape = (1, 3, 32, 32)
     bundle = load_model("vgg-small", None, 10, shape)
-    for attempt in range(2):  # one retry: a burst of load from other processes can defeat every round
+    for attempt in range(3):  # retries: a burst of load from other processes can defeat every round
         res = run_latency_prune(_args(tmp_path, board="host-cpu", backend="local", speedup=1.5, runs=40), bundle,
                                 None)
         if res["in_window"]:
