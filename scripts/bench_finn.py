@@ -30,39 +30,8 @@ from hw_prune.quant import calibrate, export_checked, to_brevitas  # noqa: E402
 from hw_prune.train import evaluate, train_model  # noqa: E402
 
 
-class CNVSmall(nn.Module):
-    """A small plain CNN (conv-BN-ReLU x3, two max-pools, global pool, FC): trains in minutes on 2 cores."""
-
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 64), num_classes: int = 10) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        cin = 3
-        for i, c in enumerate(widths):
-            layers += [nn.Conv2d(cin, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
-            cin = c
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cin, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-
 def _get_model(name: str, work: Path, splits, epochs: int):
-    """(bundle-like object with .model, trained). Built-ins are saved as hw_prune files for reuse."""
-    from hw_prune.models.io import ModelBundle
-
-    if name == "cnv-small":
-        f = work / "cnv-small_trained.sd"
-        net = CNVSmall()
-        if f.is_file():
-            net.load_state_dict(torch.load(f, weights_only=True))
-        else:
-            train_model(net, splits, epochs=epochs, optimizer="adamw", progress=False)
-            torch.save(net.state_dict(), f)
-        return ModelBundle(net.eval(), {"kind": "import", "name": "scripts/bench_finn.py:CNVSmall"})
+    """A trained built-in model, saved as a hw_prune file in `work` for reuse."""
     f = work / f"{name}_trained.pt"
     if f.is_file():
         return load_model(str(f))
@@ -111,7 +80,7 @@ def _markdown(df: pd.DataFrame) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="cnv-small", help="cnv-small (defined here) or a built-in plain CNN")
+    ap.add_argument("--model", default="cnv-small", help="a built-in plain CNN (cnv-small, vgg-small)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--finetune", type=int, default=3)
     ap.add_argument("--bits", default="4,8")

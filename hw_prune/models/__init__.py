@@ -8,7 +8,7 @@ from torch import nn
 
 from hw_prune.models.mobilenetv2 import MobileNetV2
 from hw_prune.models.resnet import resnet18, resnet20, resnet50, resnet56
-from hw_prune.models.small import DenseNetTiny, ResNeXtTiny, VGGSmall
+from hw_prune.models.small import DenseNetTiny, PlainCNN, ResNeXtTiny, VGGSmall
 
 # name -> (factory(num_classes, small_input) -> module, one-line description)
 BUILTINS: dict[str, tuple[Callable[[int, bool], nn.Module], str]] = {
@@ -20,6 +20,7 @@ BUILTINS: dict[str, tuple[Callable[[int, bool], nn.Module], str]] = {
     "mobilenetv2-0.75": (lambda nc, small: MobileNetV2(nc, 0.75, small), "MobileNetV2 0.75"),
     "mobilenetv2-small": (lambda nc, small: MobileNetV2(nc, 0.5, small), "MobileNetV2 0.5"),
     "vgg-small": (lambda nc, small: VGGSmall(nc), "VGG-style 6-conv net"),
+    "cnv-small": (lambda nc, small: PlainCNN((32, 64, 64), nc), "plain 3-conv CNN that FINN builds end to end"),
     "densenet-tiny": (lambda nc, small: DenseNetTiny(nc), "DenseNet-like (concatenation)"),
     "resnext-tiny": (lambda nc, small: ResNeXtTiny(nc), "ResNeXt-like (grouped 3x3 convs)"),
 }
