@@ -35,25 +35,13 @@ class VGGSmall(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-class PlainCNN(nn.Module):
+def PlainCNN(widths: Sequence[int] = (32, 64, 64), num_classes: int = 10) -> VGGSmall:
     """conv-BN-ReLU per width with max-pools between, global average pool, FC: the plain shape FINN's
     dataflow flow maps end to end (no residual adds, which FINN's streamlining cannot handle)."""
-
-    def __init__(self, widths: Sequence[int] = (32, 64, 64), num_classes: int = 10) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        cin = 3
-        for i, c in enumerate(widths):
-            layers += _cbr(cin, int(c))
-            if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
-            cin = int(c)
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cin, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+    cfg: list = []
+    for i, c in enumerate(widths):
+        cfg += [int(c)] + (["M"] if i < len(widths) - 1 else [])
+    return VGGSmall(num_classes, tuple(cfg))
 
 
 class DenseLayer(nn.Module):
