@@ -138,6 +138,20 @@ class LocalBackend:
                                 simulated=False, board=self.board, runs=len(x),
                                 provenance={**self.provenance(), "mt_threads": all_threads})
 
+    def paired_speedup(self, baseline: nn.Module, candidate: nn.Module, input_shape: tuple[int, int, int, int],
+                       rounds: int = 9, runs: int = 20) -> float:
+        """fps(candidate) / fps(baseline), timed in alternating short bursts and summarised by the median of
+        the per-round ratios. A shared CPU's load drifts by tens of percent between minutes; two medians
+        taken minutes apart inherit that drift, while a burst pair sees (nearly) the same load."""
+        sa = self._session(self._export(baseline, input_shape, "pair_a"), self.threads)
+        sb = self._session(self._export(candidate, input_shape, "pair_b"), self.threads)
+        ratios = []
+        for i in range(rounds):
+            order = (sa, sb) if i % 2 == 0 else (sb, sa)  # alternate who goes first: no systematic lead
+            t = {id(s): float(np.median(self._time(s, input_shape, runs))) for s in order}
+            ratios.append(t[id(sa)] / t[id(sb)])
+        return float(np.median(ratios))
+
     def measure_layers(self, specs: Sequence[LayerSpec], runs: int = 20) -> list[LayerMeasurement]:
         from hw_prune.hw.layer_modules import layer_module
 
