@@ -35,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("sim", "local", "ssh", "finn-estimate"), default=None,
                    help="latency backend for latency targets (default: the board's own: sim for DPU boards, "
                    "local for host-cpu, finn-estimate for FINN-only boards)")
+    p.add_argument("--weight-bits", type=int, default=4, help="FINN targets: weight bits of the estimate builds "
+                   "(default 4)")
+    p.add_argument("--act-bits", type=int, default=4, help="FINN targets: activation bits (default 4)")
+    p.add_argument("--max-util", type=float, default=None, help="FINN targets: a design fits when every resource "
+                   "is at most this share of the part (default 0.85)")
+    p.add_argument("--clock-ns", type=float, default=None, help="FINN targets: clock period (default: the board's)")
     p.add_argument("--host", action="append", default=[], help="USER@HOST[:PORT] for --backend ssh (repeatable)")
     p.add_argument("--channel-divisible", type=int, default=1, help="kept widths are multiples of N (default 1)")
     p.add_argument("--criterion", default="l2", choices=("l1", "l2", "taylor", "bn"),
@@ -57,6 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _validate(args: argparse.Namespace) -> str:
     from hw_prune.prune.modes import check_ratio
 
+    for flag in ("weight_bits", "act_bits"):
+        v = getattr(args, flag)
+        if not 2 <= v <= 8:
+            raise UserError(f"--{flag.replace('_', '-')} {v} is out of range; use an integer from 2 to 8")
+    if args.max_util is not None and not 0 < args.max_util <= 1:
+        raise UserError(f"--max-util {args.max_util} must be in (0, 1]")
     if any(getattr(args, f, None) is not None for f in LATENCY_FLAGS):
         return "latency"
     modes = [m for m in ("ratio", "threshold", "uniform", "plan") if getattr(args, m) is not None]

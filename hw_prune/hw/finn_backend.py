@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -96,6 +97,19 @@ class FinnEstimateBackend(_Finn):
                                             "brams": rep.brams, "dsps": rep.dsps,
                                             "slowest_layer": rep.slowest_layer})
 
+    def estimate(self, model: nn.Module, input_shape: tuple[int, ...], target_fps: float,
+                 search: bool = True) -> tuple[Any, Any]:
+        """FINN estimate builds of `model` (quantized once): (the build at `target_fps`, the highest-fps
+        build that fits, or None when search=False). Both are hw_prune.finn.BuildReport (ESTIMATES)."""
+        from hw_prune.finn import FinnBuilder
+
+        with tempfile.TemporaryDirectory(prefix="hw_prune_finn_q_") as td:
+            path = _qonnx_for(model, input_shape, self.weight_bits, self.act_bits, Path(td) / "model.onnx")
+            builder = FinnBuilder(path, self.target, self.max_util, progress=self.progress)
+            at = builder.build(max(1, int(math.ceil(target_fps))))
+            best = builder.search_max_fps()[0] if search else None
+        return at, best
+
     def measure_layers(self, specs: Sequence[LayerSpec], runs: int = 20) -> list[LayerMeasurement]:
         """Each layer alone: its cycle time (ms) in the fastest single-layer design that fits."""
         cm = FinnDataflowCostModel(self.board, self.weight_bits, self.act_bits, self.max_util,
@@ -163,4 +177,14 @@ class FinnDataflowCostModel(_Finn):
         return max(pred.per_layer_ms) if pred.per_layer_ms else 0.0
 
 
-__all__ = ["FinnEstimateBackend", "FinnDataflowCostModel"]
+
+
+def __getattr__(name: str) -> Any:  # the analytical model lives in hw_prune.hw.finn_cost
+    if name == "FinnFoldingCost":
+        from hw_prune.hw.finn_cost import FinnFoldingCost
+
+        return FinnFoldingCost
+    raise AttributeError(name)
+
+
+__all__ = ["FinnEstimateBackend", "FinnDataflowCostModel", "FinnFoldingCost"]

@@ -75,12 +75,8 @@ class Target:
         if self.backend_name == "sim" and self.board.kind != "dpu":
             raise UserError(f"board {self.board.name} has no DPU, so the simulated DPU (--backend sim) cannot model "
                             f"it; use --backend {default_backend(self.board)}")
-        if self.backend_name == "finn-estimate":
-            # FinnDataflowCostModel exists, but each new width set costs an estimate-build search
-            # (10-40 s), far too slow inside the greedy search; see issue 5 for what is left.
-            raise UserError("latency-targeted pruning for FINN dataflow targets (--backend finn-estimate) is not "
-                            "implemented yet; prune with --uniform/--ratio and use `hw_prune build --target finn` "
-                            "to find the highest fps that fits")
+        if self.backend_name == "finn-estimate":  # run_latency_prune sends these to hw_prune.prune.finn_target
+            raise UserError("FINN targets are pruned by hw_prune.prune.finn_target.run_finn_prune, not Target")
         opts = dict(opts or {})
         if self.backend_name == "sim":
             opts["seed"] = seed
@@ -402,6 +398,10 @@ def run_latency_prune(args: Any, bundle: Any, splits: Any) -> dict[str, Any]:
     if ft_epochs > 0 and splits is None:
         raise UserError(f"--finetune-epochs {ft_epochs} needs --data; use --finetune-epochs 0 to prune without data")
     resolve_target_fps(args, 1.0)  # bad values fail here, before any measurement
+    from hw_prune.prune.finn_target import is_finn_target, run_finn_prune
+
+    if is_finn_target(board, getattr(args, "backend", None)):  # dataflow: cost = resources at F (finn_cost)
+        return run_finn_prune(args, bundle, splits, board)
     model_path, plan_path, png_path = _out_paths(args, bundle)
     ensure_writable_dir(model_path.parent)
 
