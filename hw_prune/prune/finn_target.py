@@ -19,7 +19,6 @@ resource number is a FINN ESTIMATE (simulated=True, backend finn-estimate), neve
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from typing import Any
@@ -63,10 +62,9 @@ def run_finn_prune(args: Any, bundle: Any, splits: Any, board: str) -> dict[str,
     from hw_prune.atomic import ensure_writable_dir
     from hw_prune.hw.finn_backend import FinnEstimateBackend
     from hw_prune.hw.finn_cost import FinnFoldingCost
-    from hw_prune.models.io import save_model
-    from hw_prune.prune.latency_target import (LatencyPruner, LoopResult, Round, _flops, _importance,
-                                               _make_plan, _out_paths, _params, load_sensitivity,
-                                               per_layer_table, plot_per_layer, resolve_target_fps)
+    from hw_prune.prune.latency_target import (LatencyPruner, LoopResult, Round, _flops, _importance, _out_paths,
+                                               _params, load_sensitivity, per_layer_table, plot_per_layer,
+                                               resolve_target_fps, save_outputs)
     from hw_prune.provenance import provenance
 
     t_start = time.time()
@@ -231,22 +229,17 @@ def run_finn_prune(args: Any, bundle: Any, splits: Any, board: str) -> dict[str,
                                           "rounds": [r.to_dict() for r in loop.rounds]}],
         "per_layer": rows, "finn_builds": 1 + len(loop.rounds), "search_seconds": float(search_s),
     }
-    plan = _make_plan(bundle, pruned, shape, loop, flops0, flops1, prov, latency_extra, args)
-    plan.save(plan_path)
-    out_bundle = copy.copy(bundle)
-    out_bundle.model = pruned
-    save_model(out_bundle, model_path, plan=str(plan_path), top1=None, latency=latency_extra["pruned"],
-               provenance=prov)
-    plot_rows = [{**r, "predicted_ms_before": r["predicted_util_before"], "predicted_ms_after": r["predicted_util_after"]}
-                 for r in rows]
-    plot_per_layer(plot_rows, png_path, f"{bundle.name} on {bname} (FINN estimate, simulated): share of the part per "
-                   f"layer at {target_fps:.0f} fps (y axis: utilization, not ms)")
     top1 = None
     if splits is not None:
         from hw_prune.data import make_loader
         from hw_prune.train import evaluate
 
         top1 = float(evaluate(pruned, make_loader(splits.val, batch_size=256))["top1"])
+    save_outputs(bundle, pruned, shape, loop, flops0, flops1, prov, latency_extra, args, plan_path, model_path, top1)
+    plot_rows = [{**r, "predicted_ms_before": r["predicted_util_before"], "predicted_ms_after": r["predicted_util_after"]}
+                 for r in rows]
+    plot_per_layer(plot_rows, png_path, f"{bundle.name} on {bname} (FINN estimate, simulated): share of the part per "
+                   f"layer at {target_fps:.0f} fps (y axis: utilization, not ms)")
     params0, params1 = _params(model), _params(pruned)
     u0, u1 = _max_util(at0), _max_util(at1)
     ui.table([

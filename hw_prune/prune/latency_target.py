@@ -381,7 +381,6 @@ def _backend_opts(args: Any) -> dict[str, Any]:
 def run_latency_prune(args: Any, bundle: Any, splits: Any) -> dict[str, Any]:
     """`prune` with --target-fps / --target-latency-ms / --speedup. Returns the --json dict."""
     from hw_prune.atomic import ensure_writable_dir
-    from hw_prune.models.io import save_model
 
     t_start = time.time()
     board = getattr(args, "board", None)
@@ -490,12 +489,7 @@ def run_latency_prune(args: Any, bundle: Any, splits: Any) -> dict[str, Any]:
         "search_seconds": float(loop.search_seconds),
         "cost_model_frame": dict(getattr(target.cost, "frame", {}) or {}),
     }
-    plan = _make_plan(bundle, pruned, shape, loop, flops0, flops1, prov, latency_extra, args)
-    plan.save(plan_path)
-    out_bundle = copy.copy(bundle)
-    out_bundle.model = pruned
-    save_model(out_bundle, model_path, plan=str(plan_path), top1=top1, latency=latency_extra["pruned"],
-               provenance=prov)
+    save_outputs(bundle, pruned, shape, loop, flops0, flops1, prov, latency_extra, args, plan_path, model_path, top1)
     plot_per_layer(rows, png_path, f"{bundle.name} on {target.board.name} ({target.backend_name}{', simulated' if target.simulated else ''}): "
                    f"{base.fps:.0f} -> {meas1.fps:.0f} fps (target {target_fps:.0f})")
     params0, params1 = _params(model), _params(pruned)
@@ -517,6 +511,20 @@ def run_latency_prune(args: Any, bundle: Any, splits: Any) -> dict[str, Any]:
             "baseline_fps": float(base.fps), "baseline_top1": top1_before, "target_fps": target_fps, "in_window": in_window, "top1": top1,
             "backend": target.backend_name, "simulated": target.simulated, "board": target.board.name,
             "widths": loop.widths, "reachable": fastest}
+
+
+def save_outputs(bundle: Any, pruned: nn.Module, shape: tuple, loop: LoopResult, flops0: int, flops1: int,
+                 prov: dict[str, Any], latency_extra: dict[str, Any], args: Any, plan_path: Path, model_path: Path,
+                 top1: float | None) -> None:
+    """Write the plan JSON and the dense pruned model (it names its plan) for a latency-targeted run."""
+    from hw_prune.models.io import save_model
+
+    plan = _make_plan(bundle, pruned, shape, loop, flops0, flops1, prov, latency_extra, args)
+    plan.save(plan_path)
+    out_bundle = copy.copy(bundle)
+    out_bundle.model = pruned
+    save_model(out_bundle, model_path, plan=str(plan_path), top1=top1, latency=latency_extra["pruned"],
+               provenance=prov)
 
 
 def _make_plan(bundle: Any, pruned: nn.Module, shape: tuple, loop: LoopResult, flops0: int, flops1: int,
