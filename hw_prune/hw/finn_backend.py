@@ -8,12 +8,13 @@ Every number here is an ESTIMATE from FINN's analytical models (simulated=True),
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -53,14 +54,18 @@ class _Finn:
         self.max_util = float(max_util if max_util is not None else DEFAULT_MAX_UTIL)
         self.progress = progress
 
-    def _search(self, model: nn.Module, input_shape: tuple[int, ...]) -> Any:
+    @contextlib.contextmanager
+    def _builder(self, model: nn.Module, input_shape: tuple[int, ...]) -> Iterator[Any]:
+        """A FinnBuilder over `model` quantized and exported once (to a temporary QONNX file)."""
         from hw_prune.finn import FinnBuilder
 
         with tempfile.TemporaryDirectory(prefix="hw_prune_finn_q_") as td:
             path = _qonnx_for(model, input_shape, self.weight_bits, self.act_bits, Path(td) / "model.onnx")
-            builder = FinnBuilder(path, self.target, self.max_util, progress=self.progress)
-            best, _tried = builder.search_max_fps()
-        return best
+            yield FinnBuilder(path, self.target, self.max_util, progress=self.progress)
+
+    def _search(self, model: nn.Module, input_shape: tuple[int, ...]) -> Any:
+        with self._builder(model, input_shape) as builder:
+            return builder.search_max_fps()[0]
 
     def provenance(self) -> dict[str, Any]:
         return provenance(self.board, NAME, True, part=self.target.part, clock_ns=self.target.clock_ns,
@@ -101,11 +106,7 @@ class FinnEstimateBackend(_Finn):
                  search: bool = True) -> tuple[Any, Any]:
         """FINN estimate builds of `model` (quantized once): (the build at `target_fps`, the highest-fps
         build that fits, or None when search=False). Both are hw_prune.finn.BuildReport (ESTIMATES)."""
-        from hw_prune.finn import FinnBuilder
-
-        with tempfile.TemporaryDirectory(prefix="hw_prune_finn_q_") as td:
-            path = _qonnx_for(model, input_shape, self.weight_bits, self.act_bits, Path(td) / "model.onnx")
-            builder = FinnBuilder(path, self.target, self.max_util, progress=self.progress)
+        with self._builder(model, input_shape) as builder:
             at = builder.build(max(1, int(math.ceil(target_fps))))
             best = builder.search_max_fps()[0] if search else None
         return at, best
@@ -177,14 +178,4 @@ class FinnDataflowCostModel(_Finn):
         return max(pred.per_layer_ms) if pred.per_layer_ms else 0.0
 
 
-
-
-def __getattr__(name: str) -> Any:  # the analytical model lives in hw_prune.hw.finn_cost
-    if name == "FinnFoldingCost":
-        from hw_prune.hw.finn_cost import FinnFoldingCost
-
-        return FinnFoldingCost
-    raise AttributeError(name)
-
-
-__all__ = ["FinnEstimateBackend", "FinnDataflowCostModel", "FinnFoldingCost"]
+__all__ = ["FinnEstimateBackend", "FinnDataflowCostModel"]
