@@ -210,8 +210,12 @@ def specs_at(deps: Sequence[LayerDeps], widths: Mapping[str, int], full: Mapping
 # objective: what is lost when a group keeps k channels
 
 
+FLOOR_PENALTY = 1e4  # loss added below a soft floor: such cuts come after every other cut
+
+
 def importance_loss_curves(groups: Sequence[Any], importance: Mapping[str, np.ndarray],
-                           weights: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+                           weights: Mapping[str, float] | None = None,
+                           soft_floor: float = 0.0) -> dict[str, np.ndarray]:
     """loss[g][k] = -log(share of group g's importance mass kept when its best k channels are kept),
     times the group's weight (default: its number of producing layers, so a residual stream that
     feeds many blocks counts for each of them; build_search passes the group's share of the MACs)."""
@@ -231,7 +235,14 @@ def importance_loss_curves(groups: Sequence[Any], importance: Mapping[str, np.nd
         # -log(kept share): halving a group costs w*ln2, emptying it costs without bound. A linear loss
         # (1 - kept) let the search collapse whole stages to 2 channels, which finetuning cannot repair
         # (docs/benchmarks/latency_prune.md); the log keeps every group alive, as uniform pruning does.
-        curves[g.name] = float(w) * -np.log(np.maximum(kept, 1e-6))
+        curve = float(w) * -np.log(np.maximum(kept, 1e-6))
+        # a soft floor at soft_floor x width: cutting a group below it costs more than any cut above it, so the
+        # search goes there only when nothing else reaches the budget (the reachable range stays the same)
+        floor = math.ceil(soft_floor * g.width)
+        if floor > 1:
+            k = np.arange(g.width + 1)
+            curve = curve + np.where(k < floor, FLOOR_PENALTY * (1 + (floor - k) / floor), 0.0)
+        curves[g.name] = curve
     return curves
 
 
@@ -564,22 +575,33 @@ class WidthSearch:
 def allowed_widths(width: int, divisor: int = 1, alignment: int = 1, min_width: int = 1,
                    max_options: int | None = 64) -> list[int]:
     """Widths a group may keep, ascending: multiples of lcm(alignment, divisor) below `width`, plus
-    `width` itself. Groups no wider than one aligned step may still shrink in multiples of the divisor
-    (the hardware does not reward it, but memory traffic does a little). Where the hardware rewards no
+    `width` itself. Groups no wider than one aligned step may still shrink, to the step's halvings (8, 4, 2, 1
+    at alignment 16; else multiples of the divisor): the DPU charges them a whole tile anyway, and a CPU's
+    fast path wants power-of-two blocks (host-cpu: a 16-wide group cut to 6 or 7 ran no faster than at 8).
+    Where the hardware rewards no
     alignment (CPUs: alignment 1) the step grows so that a group has at most `max_options` widths:
     one channel more or less is below what a latency measurement resolves, and it keeps the search fast."""
     step = divisor * alignment // math.gcd(divisor, alignment)
     if alignment == 1 and max_options and width > step * max_options:
         step *= math.ceil(width / (step * max_options))
     opts = [k for k in range(step, width, step) if k >= min_width]
-    if not opts:
-        opts = [k for k in range(divisor, width, divisor) if k >= min_width]
+    if not opts:  # narrower than one step: the step's halvings that are multiples of the divisor
+        half = step // 2
+        while half >= 1:
+            if half < width and half % divisor == 0 and half >= min_width:
+                opts.insert(0, half)
+            half //= 2
+        if not opts:
+            opts = [k for k in range(divisor, width, divisor) if k >= min_width]
     return opts + [width]
 
 
-def compute_weights(deps: Sequence[LayerDeps], groups: Sequence[Any]) -> dict[str, float]:
-    """Each group's share of the model's MACs (every conv/fc whose cin or cout it sets counts). Used as the
-    weight of its importance curve: at equal latency the search then keeps the most (important) compute."""
+def compute_weights(deps: Sequence[LayerDeps], groups: Sequence[Any], uniform_share: float = 0.0
+                    ) -> dict[str, float]:
+    """Each group's share of the model's MACs (every conv/fc whose cin or cout it sets counts), blended with
+    an equal share per group: (1 - uniform_share) * MAC share + uniform_share / n. Used as the weight of its
+    importance curve: at equal latency the search then keeps the most (important) compute, while the equal
+    part keeps cheap-in-MACs but latency-heavy groups (high-resolution stems on a CPU) from being gutted."""
     macs = {g.name: 0.0 for g in groups}
     for d in deps:
         for g in d.groups():
@@ -587,19 +609,22 @@ def compute_weights(deps: Sequence[LayerDeps], groups: Sequence[Any]) -> dict[st
                 macs[g] += float(d.spec.macs)
     total = sum(macs.values()) or 1.0
     floor = 1e-3 * total / max(1, len(macs))  # groups seen only by pools/adds still cost something to cut
-    return {g: max(v, floor) / total for g, v in macs.items()}
+    n = max(1, len(macs))
+    return {g: (1 - uniform_share) * max(v, floor) / total + uniform_share / n for g, v in macs.items()}
 
 
 def build_search(model: nn.Module, input_shape: tuple[int, ...], groups: Sequence[Any], cost_model: Any,
                  importance: Mapping[str, np.ndarray] | None = None,
                  sensitivity: tuple[Mapping[str, Mapping[float, float]], float] | None = None,
                  alignment: int | None = None, lookahead: int = 4,
-                 min_width: Mapping[str, int] | int | None = None, weighting: str = "macs") -> WidthSearch:
+                 min_width: Mapping[str, int] | int | None = None, weighting: str = "macs",
+                 uniform_share: float = 0.0, soft_floor: float = 0.0) -> WidthSearch:
     """Convenience: dependencies + loss curves (ana table when given, importance otherwise).
-    weighting: 'macs' (group's share of the compute) or 'producers' (number of layers it is output of)."""
+    weighting: 'macs' (group's share of the compute, blended with `uniform_share`, see compute_weights) or
+    'producers' (number of layers it is output of); soft_floor: see importance_loss_curves."""
     deps = layer_dependencies(model, input_shape, groups)
-    weights = compute_weights(deps, groups) if weighting == "macs" else None
-    curves = importance_loss_curves(groups, importance or {}, weights)
+    weights = compute_weights(deps, groups, uniform_share) if weighting == "macs" else None
+    curves = importance_loss_curves(groups, importance or {}, weights, soft_floor)
     if sensitivity is not None:
         table, base = sensitivity
         curves = {**curves, **sensitivity_loss_curves(groups, table, base, fallback=curves)}

@@ -82,13 +82,23 @@ class Bench:
         self._memo(f"ana:{model}", lambda: cli("ana", "--model", base, "--data", self.data, "--workspace", ws))
         return str(ws)
 
-    def measure(self, path: str, board: str, backend: str) -> float:
-        """fps on the backend; on the real CPU the best of 3 medians (as the closed loop measures)."""
+    def measure(self, path: str, board: str, backend: str, base: str = "") -> float:
+        """fps on the backend. On the real CPU: the baseline's fps (median over sessions) times the paired
+        speedup of `path` over `base` (alternating bursts, LocalBackend.paired_speedup). This VM has phases
+        ~35 % apart that last minutes, so fps taken minutes apart are not comparable; paired ratios are."""
+        if backend == "local" and base and path != base:
+            return self.measure(base, board, backend) * self.speedup(base, path, board)
+        return self._memo(f"measure:{path}:{board}", lambda: cli(
+            "measure", "--model", path, "--board", board, "--backend", backend, "--runs", 50)["fps"])
+
+    def speedup(self, base: str, path: str, board: str) -> float:
         def go() -> float:
-            n = 1 if backend == "sim" else 3
-            return max(cli("measure", "--model", path, "--board", board, "--backend", backend, "--runs", 40)["fps"]
-                       for _ in range(n))
-        return self._memo(f"measure:{path}:{board}", go)
+            from hw_prune.hw.backends import get_backend
+            from hw_prune.models import load_model
+
+            b, m = load_model(base), load_model(path)
+            return get_backend("local", board).paired_speedup(b.model, m.model, tuple(b.input_shape))
+        return self._memo(f"speedup:{path}:{board}", go)
 
     def flops(self, path: str) -> int:
         return self._memo(f"flops:{path}", lambda: cli("stat", "--model", path))["flops"]
@@ -103,10 +113,10 @@ class Bench:
         elif method in ("flops-cd2", "flops-cd16"):
             args = ["prune", *common, *(["--workspace", ws] if ws else []), "--ratio", level,
                     "--channel-divisible", 2 if method == "flops-cd2" else 16]
-        else:  # hw_prune; hw_prune-cd16 adds --channel-divisible 16 (host-cpu: see the notes in the doc)
-            args = ["prune", *common, "--target-fps", level, "--board", board, "--backend", backend,
-                    *(["--workspace", ws] if ws else []),
-                    *(["--channel-divisible", 16] if method == "hw_prune-cd16" else [])]
+        else:  # hw_prune: on the real CPU the target is the speedup uniform reached (paired), see measure()
+            target = ["--speedup", level] if backend == "local" else ["--target-fps", level]
+            args = ["prune", *common, *target, "--board", board, "--backend", backend,
+                    *(["--workspace", ws] if ws else [])]
         r = self._memo(f"prune:{tag}", lambda: cli(*args, check=False))
         if "error" in r:
             return r
@@ -142,16 +152,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     sweep.setdefault(method, []).append({"level": lv, "path": r["path"], "flops": r["flops_after"]})
         for board, backend in BOARDS:
             base_fps = b.measure(bpath, board, backend)
-            rows = {m: [{**p, "fps": b.measure(p["path"], board, backend)} for p in pts] for m, pts in sweep.items()}
+            rows = {m: [{**p, "fps": b.measure(p["path"], board, backend, bpath)} for p in pts]
+                    for m, pts in sweep.items()}
             # hw_prune at the fps each uniform level reaches (equal measured fps -> compare FLOPs kept)
             hw_rows = []
             for u in rows["uniform"]:
-                r = b.prune("hw_prune", model, bpath, ws, round(float(u["fps"]), 1), board, backend)
+                level = round(float(u["fps"] / base_fps), 3) if backend == "local" else round(float(u["fps"]), 1)
+                r = b.prune("hw_prune", model, bpath, ws, level, board, backend)
                 if "error" in r:
-                    print(f"[bench] hw_prune {model} {board} {u['fps']:.1f} fps: {r['error']}", file=sys.stderr)
+                    print(f"[bench] hw_prune {model} {board} {level}: {r['error']}", file=sys.stderr)
                     continue
-                hw_rows.append({"level": round(float(u["fps"]), 1), "path": r["path"], "flops": r["flops_after"],
-                                "fps": b.measure(r["path"], board, backend), "uniform_level": u["level"],
+                hw_rows.append({"level": level, "path": r["path"], "flops": r["flops_after"],
+                                "fps": b.measure(r["path"], board, backend, bpath), "uniform_level": u["level"],
                                 "uniform_flops": u["flops"]})
             rows["hw_prune"] = hw_rows
             # 2. matched fps: what uniform 50% reaches; FLOPs-targeted methods bisected on their ratio
@@ -161,11 +173,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             hw = next((h for h in hw_rows if h["uniform_level"] == UNIFORM_MATCH), None)
             if hw is not None:
                 matched["hw_prune"] = hw
-            if backend == "local":  # this CPU's onnxruntime fast path wants channels in multiples of 16
-                r = b.prune("hw_prune-cd16", model, bpath, ws, round(float(f_match), 1), board, backend)
-                if "error" not in r:
-                    matched["hw_prune-cd16"] = {"path": r["path"], "flops": r["flops_after"],
-                                                "fps": b.measure(r["path"], board, backend)}
             for method in ("flops-cd2", "flops-cd16"):
                 lo, hi, best = 0.0, 0.9, None
                 for _ in range(args.bisect):
@@ -174,7 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if "error" in r:
                         hi = mid
                         continue
-                    fps = b.measure(r["path"], board, backend)
+                    fps = b.measure(r["path"], board, backend, bpath)
                     if fps >= f_match:
                         hi = mid
                         if best is None or fps < best["fps"]:
@@ -215,13 +222,15 @@ def write_docs(res: dict[str, Any], wall: float) -> None:
              f"baselines trained {res['config']['epochs']} epochs; every pruned model finetuned "
              f"{res['config']['finetune_epochs']} epoch(s) (same budget for all methods).",
              "zcu104 numbers come from the SIMULATED DPU (`sim` backend); host-cpu numbers are real onnxruntime "
-             "timings (1 thread) on a CPU shared with other work, so they carry a few percent of noise.", "",
+             "timings (1 thread): the baseline's fps (median over 5 sessions) times each model's speedup over the "
+             "baseline, timed in alternating bursts (`LocalBackend.paired_speedup`), because this VM runs in phases "
+             "about 35% apart that last minutes. On host-cpu hw_prune gets `--speedup S` with S = the speedup "
+             "uniform reached, so its own closed loop compares against a baseline timed in the same phase.", "",
              "Methods: (a) `hw_prune` = `prune --target-fps F --board B` (closed loop); (b) `flops-cd2` = "
              "`prune --ratio R --channel-divisible 2` (vai_p-style; per-group ratios from the `ana` table when run with "
              f"--ana, here {'with' if res['config'].get('ana') else 'without'} it: "
              f"{'sensitivity table' if res['config'].get('ana') else 'global importance ranking'}); (c) `uniform` = "
-             "`prune --uniform R` (LogicTronix-style); (d) `flops-cd16` = `prune --ratio R --channel-divisible 16`. "
-             "On host-cpu only, also `hw_prune-cd16` = (a) with `--channel-divisible 16` (matched fps only).",
+             "`prune --uniform R` (LogicTronix-style); (d) `flops-cd16` = `prune --ratio R --channel-divisible 16`.",
              ""]
     for i, model in enumerate(models):
         m = res["models"][model]
@@ -246,10 +255,8 @@ def write_docs(res: dict[str, Any], wall: float) -> None:
                       "| method | measured fps | MFLOPs kept | FLOPs vs uniform | top-1 after finetune |",
                       "|---|---|---|---|---|"]
             uf = bd["matched"]["uniform"]["flops"]
-            for meth in ("hw_prune", "hw_prune-cd16", "flops-cd2", "uniform", "flops-cd16"):
+            for meth in ("hw_prune", "flops-cd2", "uniform", "flops-cd16"):
                 v = bd["matched"].get(meth)
-                if v is None and meth == "hw_prune-cd16":
-                    continue
                 if v is None:
                     lines.append(f"| {meth} | (no level reaches the target) | | | |")
                     continue

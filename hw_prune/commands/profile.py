@@ -53,9 +53,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fit = res["fit"]
     h = fit["holdout"]
     kind = "SIMULATED" if backend.simulated else "measured"
-    ui.info(f"{board.name} / {backend_name} ({kind}): {fit['n_layers']} layer configs, alignment {fit['alignment']}; "
+    fp = fit.get("fast_path")
+    why = f" (tile {fit['tile']}, fast-path block {fp['block']})" if fp else ""
+    ui.info(f"{board.name} / {backend_name} ({kind}): {fit['n_layers']} layer configs, alignment {fit['alignment']}{why}; "
             f"held-out {h['n']}: MAPE {h['mape']:.2%}, {h['within_5pct']:.1%} within 5%, "
             f"{h['within_10pct']:.1%} within 10%")
-    ui.info(f"wrote {res['model_dir']}/ (measurements.csv, model.json, fit_report.json/.md, staircase.png)")
+    extra = ", fast_path.csv" if fp else ""
+    ui.info(f"wrote {res['model_dir']}/ (measurements.csv, model.json, fit_report.json/.md, staircase.png{extra})")
     return {"model_dir": res["model_dir"], "board": board.name, "backend": backend_name,
             "simulated": backend.simulated, "fit": fit}

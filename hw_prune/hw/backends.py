@@ -73,7 +73,7 @@ class LocalBackend:
     simulated = False
 
     def __init__(self, board: BoardSpec, threads: int | None = None, warmup: int = 3,
-                 max_seconds_per_item: float = 0.3, timer: str = "auto") -> None:
+                 max_seconds_per_item: float = 0.3, timer: str = "auto", sessions: int = 5) -> None:
         if timer not in ("auto", "cpu", "wall"):
             raise UserError(f"timer '{timer}' is not one of auto, cpu, wall")
         self.spec = board
@@ -81,6 +81,7 @@ class LocalBackend:
         self.threads = int(threads or board.cpu_threads or 1)
         self.warmup = warmup
         self.max_seconds = max_seconds_per_item
+        self.sessions = max(1, int(sessions))
         self.timer = ("cpu" if self.threads == 1 else "wall") if timer == "auto" else timer
         self._tmp = tempfile.TemporaryDirectory(prefix="hw_prune_local_")
 
@@ -128,29 +129,52 @@ class LocalBackend:
 
     def measure_model(self, model: nn.Module, input_shape: tuple[int, int, int, int],
                       runs: int = 50) -> ModelMeasurement:
-        path = self._export(model, input_shape, "model")
-        x = self._time(self._session(path, self.threads), input_shape, runs, budget_s=10 * self.max_seconds)
-        med = float(np.median(x))
+        """Median latency over `self.sessions` independently exported and loaded copies of the model.
+        On this project's 2-core VM about one session in six runs ~35 % faster than the rest (0.31-0.35 ms
+        against 0.50-0.53 ms for one pruned mobilenetv2-small), so a single session, or the best of three,
+        is a lottery; the median across sessions is what the model usually runs at."""
+        per_session, x = [], np.empty(0)
+        for i in range(self.sessions):
+            path = self._export(model, input_shape, f"model{i}")
+            xi = self._time(self._session(path, self.threads), input_shape, max(10, runs // self.sessions),
+                            budget_s=10 * self.max_seconds / self.sessions)
+            per_session.append(float(np.median(xi)))
+            x = np.concatenate([x, xi])
+        med = float(np.median(per_session))
         all_threads = os.cpu_count() or 1
         x_mt = self._time(self._session(path, all_threads), input_shape, max(3, runs // 3), wall=True)
         return ModelMeasurement(latency_ms=med, p90_ms=float(np.percentile(x, 90)), p99_ms=float(np.percentile(x, 99)),
                                 fps=1e3 / med, fps_mt=1e3 / float(np.median(x_mt)), backend=self.name,
                                 simulated=False, board=self.board, runs=len(x),
-                                provenance={**self.provenance(), "mt_threads": all_threads})
+                                provenance={**self.provenance(), "mt_threads": all_threads,
+                                            "session_medians_ms": [round(v, 4) for v in per_session],
+                                            "reported": f"median of {self.sessions} sessions"})
 
     def paired_speedup(self, baseline: nn.Module, candidate: nn.Module, input_shape: tuple[int, int, int, int],
                        rounds: int = 9, runs: int = 20) -> float:
-        """fps(candidate) / fps(baseline), timed in alternating short bursts and summarised by the median of
-        the per-round ratios. A shared CPU's load drifts by tens of percent between minutes; two medians
+        """fps(candidate) / fps(baseline), timed in alternating short bursts (see paired_ratio)."""
+        return self.paired_ratio(candidate, input_shape, baseline, input_shape, rounds, runs)
+
+    def paired_ratio(self, first: nn.Module, first_shape: tuple[int, ...], second: nn.Module,
+                     second_shape: tuple[int, ...], rounds: int = 9, runs: int = 20) -> float:
+        """latency(second) / latency(first), timed in alternating short bursts and summarised by the median
+        of the per-round ratios. A shared CPU's load drifts by tens of percent between minutes; two medians
         taken minutes apart inherit that drift, while a burst pair sees (nearly) the same load."""
-        sa = self._session(self._export(baseline, input_shape, "pair_a"), self.threads)
-        sb = self._session(self._export(candidate, input_shape, "pair_b"), self.threads)
+        sa = (self._session(self._export(first, first_shape, "pair_a"), self.threads), first_shape)
+        sb = (self._session(self._export(second, second_shape, "pair_b"), self.threads), second_shape)
         ratios = []
         for i in range(rounds):
             order = (sa, sb) if i % 2 == 0 else (sb, sa)  # alternate who goes first: no systematic lead
-            t = {id(s): float(np.median(self._time(s, input_shape, runs))) for s in order}
-            ratios.append(t[id(sa)] / t[id(sb)])
+            t = {id(s): float(np.median(self._time(s, shape, runs))) for s, shape in order}
+            ratios.append(t[id(sb[0])] / t[id(sa[0])])
         return float(np.median(ratios))
+
+    def paired_layer_ratio(self, first: LayerSpec, second: LayerSpec, rounds: int = 7, runs: int = 20) -> float:
+        """latency(second) / latency(first) for two layer configurations (fast_path probes)."""
+        from hw_prune.hw.layer_modules import layer_module
+
+        (ma, sa), (mb, sb) = layer_module(first), layer_module(second)
+        return self.paired_ratio(ma, sa, mb, sb, rounds, runs)
 
     def measure_layers(self, specs: Sequence[LayerSpec], runs: int = 20) -> list[LayerMeasurement]:
         from hw_prune.hw.layer_modules import layer_module
@@ -175,7 +199,7 @@ def get_backend(name: str, board: BoardSpec | str, **opts: Any) -> Backend:
         if spec.kind != "cpu":
             raise UserError(f"backend 'local' times this machine's CPU, not board '{spec.name}'; use --board host-cpu "
                             f"(or --backend sim / ssh for {spec.name})")
-        return LocalBackend(spec, **{k: v for k, v in opts.items() if k in ("threads", "warmup", "timer",
+        return LocalBackend(spec, **{k: v for k, v in opts.items() if k in ("threads", "warmup", "timer", "sessions",
                                                                              "max_seconds_per_item")})
     if name == "ssh":
         from hw_prune.hw.ssh_backend import SSHBackend  # deploy developer's module; needs paramiko

@@ -11,6 +11,8 @@ Per layer class (conv by kernel/stride/grouping, depthwise, fc, pool, add, conca
   path; on the DPU the fit leaves c1u at ~0 because the tiles already explain the steps).
 - W, A: weight and activation elements (DDR traffic), c0: per-layer overhead. The combine mode is chosen once
   for the device (the better fit over all classes).
+- On a CPU the channel multiple the search keeps to comes from paired probes instead (hw/fast_path.py):
+  single-layer timings there scatter by +-15 %, too much for the fit to see a 16-channel fast path.
 A whole model is `f0 + f1 * sum(layers)`, with f0/f1 fitted on the profile's whole reference models (the
 per-frame cost); `calibrate()` scales that by measured / predicted of later whole-model measurements (the
 closed loop).
@@ -237,8 +239,14 @@ class LatencyModel:
     # ---- alignment -----------------------------------------------------------------------
     @property
     def alignment(self) -> int:
-        """Channel multiple the hardware rewards: the tile size found for dense convolutions."""
+        """Channel multiple the hardware rewards, which the width search keeps to: the tile found for dense
+        convolutions, or lcm(tile, block) where paired probes show a CPU's fast-path block (hw/fast_path.py)."""
         return int(self.meta.get("alignment", 1))
+
+    @property
+    def tile(self) -> int:
+        """The channel tile of the fitted ceil(channels / tile) staircase."""
+        return int(self.meta.get("tile", self.alignment))
 
     def _params_for(self, cls: str) -> dict[str, Any]:
         seen = set()
@@ -279,10 +287,31 @@ class LatencyModel:
             return 1.0
         return float(np.exp(np.mean([np.log(r["latency_ms"] / r["base_ms"]) for r in recs])))
 
+    def correction(self) -> tuple[float, float]:
+        """(offset_ms, scale) applied to the uncalibrated prediction: measured ~ offset + scale * predicted.
+        With calibrations of models whose predictions differ by >= 1.5x (the baseline and a much smaller pruned
+        model of the same network) both are fitted on all of them: the per-frame term fitted on the profile's
+        reference models can be far off for one network (host-cpu: isolated layers pay onnxruntime's per-run
+        overhead and layout reorders that a whole graph pays once, so small models were predicted 2-3x too
+        slow and the search over-pruned). Otherwise only the scale (geometric mean of the latest ratios)."""
+        recs = self.calibration
+        if len(recs) >= 2:
+            x = np.array([r["base_ms"] for r in recs])
+            y = np.array([r["latency_ms"] for r in recs])
+            if x.max() >= 1.5 * x.min():
+                # least squares on relative error: minimise sum ((a + k x) / y - 1)^2
+                A = np.column_stack([1.0 / y, x / y])
+                a, k = np.linalg.lstsq(A, np.ones(len(y)), rcond=None)[0]
+                if k > 0 and a + k * x.min() > 0:
+                    return float(a), float(k)
+        return 0.0, self.scale
+
     def predict_model(self, specs: Sequence[LayerSpec]) -> ModelPrediction:
-        k = self.scale
+        a, k = self.correction()
         per = self.predict_layers(list(specs)) * self.frame["f1"] * k
         lat = float(self.frame["f0"] * k + per.sum())
+        # an offset below zero (overstated per-frame cost) never takes a prediction under a fifth of the scaled one
+        lat = max(lat + a, 0.2 * lat)
         return ModelPrediction(latency_ms=lat, fps=1e3 / lat if lat > 0 else math.inf,
                                per_layer_ms=[float(v) for v in per], fits=True)
 
@@ -348,9 +377,12 @@ CostModel = LatencyModel  # the concrete class behind the interfaces.CostModel p
 
 
 def fit_cost_model(records: Any, model_records: Any = None, board: str = "", backend: str = "",
-                   simulated: bool = False, meta: dict[str, Any] | None = None) -> LatencyModel:
+                   simulated: bool = False, meta: dict[str, Any] | None = None,
+                   fast_path: Sequence[dict[str, Any]] | None = None) -> LatencyModel:
     """Fit from layer measurements (LayerMeasurement list or DataFrame with spec columns + latency_ms)
-    and optional whole-model measurements ([{'name', 'specs', 'latency_ms'}] or (specs, ms) pairs)."""
+    and optional whole-model measurements ([{'name', 'specs', 'latency_ms'}] or (specs, ms) pairs).
+    `fast_path`: paired probe rows (hw/fast_path.py); the search's alignment becomes lcm(tile, the block
+    they show the hardware rewards)."""
     df = _to_frame(records)
     if len(df) < MIN_CLASS_POINTS:
         raise UserError(f"only {len(df)} layer measurements; profile more configurations (hw_prune profile)")
@@ -373,8 +405,14 @@ def fit_cost_model(records: Any, model_records: Any = None, board: str = "", bac
     classes = {c: {k: v for k, v in both[c][mode].items() if k != "err"} for c in both}
     if not classes:
         raise UserError("no layer class has enough measurements to fit; profile more configurations")
+    extra: dict[str, Any] = {"alignment": align, "tile": align}
+    if fast_path:
+        from hw_prune.hw.fast_path import choose_block
+
+        fp = choose_block(fast_path, align)
+        extra.update({"alignment": fp["width_multiple"], "fast_path": fp})
     m = LatencyModel(board=board, backend=backend, classes=classes, simulated=simulated,
-                     model_records=_model_records(model_records), meta={**(meta or {}), "alignment": align})
+                     model_records=_model_records(model_records), meta={**(meta or {}), **extra})
     m._fit_frame()
     return m
 

@@ -2,7 +2,7 @@
 
 Resumable: every finished batch rewrites measurements.csv atomically (temp + rename) and a rerun
 skips the configurations already in it. Outputs: measurements.csv, model.json, fit_report.json/.md,
-staircase.png.
+staircase.png, and on a CPU fast_path.csv (paired probes of the channel blocks it rewards, hw/fast_path.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 from hw_prune import ui
 from hw_prune.atomic import atomic_path, ensure_writable_dir, write_json, write_text
 from hw_prune.errors import UserError
+from hw_prune.hw import fast_path
 from hw_prune.hw.cost_model import SPEC_FIELDS, LatencyModel, fit_cost_model, model_dir_for
 from hw_prune.hw.sweep import CPU_CHANNELS, REFERENCE_MODELS, staircase_layer, sweep
 from hw_prune.layers import LayerSpec
@@ -25,6 +26,7 @@ from hw_prune.layers import LayerSpec
 CSV_COLUMNS = ["kind", *SPEC_FIELDS, "model", "size", "latency_ms", "spread_ms", "runs", "backend", "simulated",
                "time_utc"]
 HOLDOUT = 0.2
+FAST_PATH_CSV = "fast_path.csv"
 
 
 def _key_str(spec: LayerSpec) -> str:
@@ -84,6 +86,33 @@ def _scores(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
             "within_10pct": float((e <= 0.10).mean()) if len(e) else 0.0}
 
 
+def _read_fast_path(out: Path) -> list[dict[str, Any]] | None:
+    path = out / FAST_PATH_CSV
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not a readable CSV ({str(e).splitlines()[0]}); delete it and re-run "
+                        "hw_prune profile to measure it again") from None
+    missing = [c for c in fast_path.COLUMNS if c not in df.columns]
+    if missing:
+        raise UserError(f"{path} lacks columns {missing}; delete it and re-run hw_prune profile")
+    return df.to_dict("records")
+
+
+def measure_fast_path(backend: Any, out: Path) -> list[dict[str, Any]] | None:
+    """On a backend that times layer pairs (a CPU), probe the channel blocks once and keep fast_path.csv."""
+    rows = _read_fast_path(out)
+    if rows is not None or not hasattr(backend, "paired_layer_ratio"):
+        return rows
+    ui.info(f"probing channel fast paths ({len(fast_path.probe_pairs())} paired layer timings)")
+    rows = fast_path.probe(backend.paired_layer_ratio)
+    with atomic_path(out / FAST_PATH_CSV) as tmp:
+        pd.DataFrame(rows, columns=list(fast_path.COLUMNS)).to_csv(tmp, index=False)
+    return rows
+
+
 def fit_and_report(df: pd.DataFrame, board: str, backend: str, simulated: bool, out: Path,
                    provenance: dict[str, Any] | None = None) -> tuple[LatencyModel, dict[str, Any]]:
     """Fit on 80 % of the layer configs, score on the held-out 20 %, save that model."""
@@ -91,7 +120,8 @@ def fit_and_report(df: pd.DataFrame, board: str, backend: str, simulated: bool, 
     models = _model_records(df)
     hold = np.array([is_holdout(k) for k in lay["key"]])
     t0 = time.time()
-    cm80 = fit_cost_model(lay[~hold], models, board=board, backend=backend, simulated=simulated)
+    cm80 = fit_cost_model(lay[~hold], models, board=board, backend=backend, simulated=simulated,
+                          fast_path=_read_fast_path(out))
     test = lay[hold]
     specs = [LayerSpec(**{k: (r[k] if k == "op" else int(r[k])) for k in SPEC_FIELDS}) for _, r in test.iterrows()]
     pred = cm80.predict_layers(specs)
@@ -107,6 +137,7 @@ def fit_and_report(df: pd.DataFrame, board: str, backend: str, simulated: bool, 
     model_rows = [{"model": r["name"], "measured_ms": r["latency_ms"],
                    "predicted_ms": cm.predict_model(r["specs"]).latency_ms} for r in models]
     report = {"board": board, "backend": backend, "simulated": simulated, "alignment": cm.alignment,
+              "tile": cm.tile, "fast_path": cm.meta.get("fast_path"),
               "n_layers": int(len(lay)), "n_train": int((~hold).sum()), "n_holdout": int(hold.sum()),
               "holdout": held, "holdout_by_op": per_op, "frame": cm.frame,
               "reference_models_in_fit": model_rows, "fit_seconds": round(time.time() - t0, 2),
@@ -119,13 +150,22 @@ def fit_and_report(df: pd.DataFrame, board: str, backend: str, simulated: bool, 
     return cm, report
 
 
+def _fast_path_md(r: dict[str, Any]) -> str:
+    fp = r.get("fast_path")
+    if not fp:
+        return ""
+    shares = ", ".join(f"{b}: {v:.0%}" for b, v in fp["median_saved_by_block"].items())
+    return (f" (staircase tile {r['tile']}; paired probes: cutting to a width off a multiple of b saves this "
+            f"share of the proportional time, median: {shares}; rewarded block {fp['block']})")
+
+
 def _report_md(r: dict[str, Any]) -> str:
     h = r["holdout"]
     kind = "SIMULATED DPU (sim backend)" if r["simulated"] else f"measured ({r['backend']} backend)"
     lines = [f"# Cost model fit: {r['board']} / {r['backend']}", "",
              f"Data: {kind}. {r['n_layers']} layer configurations; fitted on {r['n_train']}, "
              f"scored on {r['n_holdout']} held out (20 %).", "",
-             f"- channel alignment found from the data: **{r['alignment']}**",
+             f"- channel alignment found from the data: **{r['alignment']}**" + _fast_path_md(r),
              f"- held-out MAPE: **{h['mape']:.2%}**, within 5 %: **{h['within_5pct']:.1%}**, "
              f"within 10 %: **{h['within_10pct']:.1%}**",
              f"- per-frame term: f0 = {r['frame']['f0']:.4f} ms, scale f1 = {r['frame']['f1']:.4f} "
@@ -223,6 +263,7 @@ def profile(backend: Any, board: Any, out_dir: str | Path | None = None, quick: 
         _write_csv(csv, df)
         bar.update(1)
     bar.close()
+    measure_fast_path(backend, out)
     measure_s = time.time() - t0
     cm, report = fit_and_report(df, board.name, backend.name, backend.simulated, out, backend.provenance())
     report["measure_seconds"] = round(measure_s, 1)

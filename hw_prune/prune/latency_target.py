@@ -61,11 +61,19 @@ class LoopResult:
     scores: dict[str, np.ndarray] | None = None
 
 
+# Measured on the latency_prune bench models (3 finetune epochs, one seed): with pure MAC-share weights and no
+# floor the search cut the 64x64 stem of resnet20 to 4 of 16 channels on host-cpu (top-1 97.2 % vs uniform's
+# 98.4 %) and mobilenetv2-small's first groups to 4 (42.5 %); with both settings below 98.4 % and 55.6 %, and
+# mobilenetv2-small on the simulated ZCU104 went from 53.3 % to 59.9 %.
+UNIFORM_SHARE = 0.5  # weights: half MAC share, half equal per group (search.compute_weights)
+SOFT_FLOOR = 0.3     # cut a group below 30 % of its width only when nothing else reaches the budget
+
+
 class Target:
     """The hardware side of one latency-targeted run: board, backend, calibrated cost model."""
 
     def __init__(self, board: str, backend: str | None = None, opts: dict[str, Any] | None = None, runs: int = 30,
-                 seed: int = 0, repeats: int = 3) -> None:
+                 seed: int = 0, repeats: int = 1) -> None:
         from hw_prune.hw.backends import default_backend, get_backend
         from hw_prune.hw.boards import load_board
         from hw_prune.hw.cost_model import load_cost_model
@@ -94,22 +102,56 @@ class Target:
         self.repeats = repeats
         self.measurements = 0
         self._seen: dict[tuple, Any] = {}
+        self._reference: tuple[nn.Module, Any] | None = None
 
     @property
     def simulated(self) -> bool:
         return bool(getattr(self.backend, "simulated", False))
 
     def measure(self, model: nn.Module, input_shape: tuple[int, int, int, int]) -> Any:
-        """One measurement; on real (non-simulated) targets the best of `repeats` medians, because other
-        processes on a shared machine only ever slow a run down (the spread is kept in provenance)."""
+        """One measurement; with repeats > 1 on real targets, the median of `repeats` measurements (the
+        spread is kept in provenance). Not the best: on a VM some sessions run ~35 % faster than usual, and
+        the best of three picked one of them often enough that the closed loop chased noise
+        (LocalBackend.measure_model already takes the median over several sessions)."""
         self.measurements += 1
+        paired = self._reference is not None and model is not self._reference[0]
+        if paired:
+            return self._measure_paired(model, input_shape)
         if self.simulated or self.repeats <= 1:
-            return self.backend.measure_model(model, input_shape, self.runs)
-        ms = [self.backend.measure_model(model, input_shape, self.runs) for _ in range(self.repeats)]
-        best = min(ms, key=lambda m: m.latency_ms)
-        best.provenance = {**(best.provenance or {}), "repeats": len(ms),
-                           "medians_ms": [round(float(m.latency_ms), 4) for m in ms], "reported": "best median"}
-        return best
+            m = self.backend.measure_model(model, input_shape, self.runs)
+            self._keep_reference(model, m)
+            return m
+        ms = sorted((self.backend.measure_model(model, input_shape, self.runs) for _ in range(self.repeats)),
+                    key=lambda m: m.latency_ms)
+        mid = ms[len(ms) // 2]
+        mid.provenance = {**(mid.provenance or {}), "repeats": len(ms),
+                          "medians_ms": [round(float(m.latency_ms), 4) for m in ms], "reported": "median"}
+        self._keep_reference(model, mid)
+        return mid
+
+    def _keep_reference(self, model: nn.Module, m: Any) -> None:
+        """The first model measured (the baseline) becomes the reference of paired measurements on a
+        backend that can time two models in alternating bursts (a real CPU)."""
+        if self._reference is None and not self.simulated and hasattr(self.backend, "paired_speedup"):
+            self._reference = (model, m)
+
+    def _measure_paired(self, model: nn.Module, input_shape: tuple[int, int, int, int]) -> Any:
+        """fps = the baseline's fps x the speedup over the baseline timed in alternating bursts. A shared
+        CPU runs in phases ~35 % apart that last seconds to minutes: absolute fps taken in different phases
+        let the closed loop accept a model measured in a fast phase (a 1.55x model was accepted as 2.24x),
+        while the paired ratio repeats within a few percent."""
+        import dataclasses
+
+        ref_model, ref = self._reference  # type: ignore[misc]
+        m = self.backend.measure_model(model, input_shape, self.runs)
+        speedup = float(self.backend.paired_speedup(ref_model, model, input_shape, rounds=15))
+        lat = ref.latency_ms / speedup
+        k = lat / m.latency_ms
+        return dataclasses.replace(
+            m, latency_ms=lat, fps=1e3 / lat, p90_ms=m.p90_ms * k, p99_ms=m.p99_ms * k,
+            provenance={**(m.provenance or {}), "reported": "baseline fps x paired speedup",
+                        "paired_speedup": round(speedup, 4), "baseline_fps": round(float(ref.fps), 2),
+                        "unpaired_fps": round(float(m.fps), 2)})
 
     def calibrate(self, specs: list[LayerSpec], measured_ms: float, name: str) -> None:
         self.cost = self.cost.calibrate(specs, measured_ms, name=name)
@@ -199,7 +241,8 @@ class LatencyPruner:
         from hw_prune.search import build_search
 
         return build_search(model, self.shape, groups, self.t.cost, importance=scores,
-                            sensitivity=self.sensitivity, lookahead=self.lookahead)
+                            sensitivity=self.sensitivity, lookahead=self.lookahead,
+                            uniform_share=UNIFORM_SHARE, soft_floor=SOFT_FLOOR)
 
     def apply(self, model: nn.Module, widths: dict[str, int], scores: dict) -> nn.Module:
         from hw_prune.graph import apply_widths
@@ -214,7 +257,22 @@ class LatencyPruner:
         ws = self.search(model, groups, scores)
         widths, pred = ws.fastest()
         m = self.t.measure(self.apply(model, widths, scores), self.shape)
+        # the other end of the range from the baseline: with both, calibration fits offset and scale
+        from hw_prune.search import specs_at
+
+        self.t.calibrate(specs_at(ws.deps, widths, ws.full), float(m.latency_ms), "fastest")
         return float(m.fps), float(pred.fps), widths
+
+    def _confirm(self, model: nn.Module, shape: tuple[int, int, int, int], first: Any) -> Any:
+        """A real target's in-window measurement, averaged with a second one. Accepting the first sample that
+        lands in a 5 % window picks the lucky ones: on host-cpu single paired measurements scatter by ~4 %,
+        and accepted models re-measured up to 8 % faster than the window."""
+        import dataclasses
+
+        second = self.t.measure(model, shape)
+        lat = (first.latency_ms + second.latency_ms) / 2
+        return dataclasses.replace(first, latency_ms=lat, fps=1e3 / lat, provenance={
+            **(first.provenance or {}), "confirmed_fps": [round(float(first.fps), 2), round(float(second.fps), 2)]})
 
     # ---- the closed loop ---------------------------------------------------------------------
     def prune_to(self, model: nn.Module, target_fps: float, label: str = "prune",
@@ -257,6 +315,8 @@ class LatencyPruner:
                 pruned = self.apply(model, res.widths, scores)
                 meas = self.t.measure(pruned, shape)
                 tried[key] = (pruned, meas)
+            if noisy and lo_fps <= meas.fps <= hi_fps:
+                meas = self._confirm(pruned, shape, meas)
             calibrated = False
             rounds.append(Round(budget, res.fps, float(meas.fps), dict(res.widths), calibrated))
             ui.info(f"[{label}] round {r_i + 1}: budget {budget:.3f} ms -> predicted {res.fps:.1f} fps, "
@@ -284,6 +344,7 @@ class LatencyPruner:
                 self.t.calibrate(res.specs, float(meas.latency_ms), f"{label}-round{r_i + 1}")
                 ws.set_cost(self.t.cost)
                 rounds[-1].calibrated = True
+                lo_b, hi_b = 0.0, math.inf  # a budget means another model under the recalibrated cost
                 nb = budget * (res.latency_ms / self.t.cost.predict_model(res.specs).latency_ms) \
                     * aim_ms / meas.latency_ms
             else:
@@ -484,7 +545,10 @@ def run_latency_prune(args: Any, bundle: Any, splits: Any) -> dict[str, Any]:
         "baseline": {"measured_fps": float(base.fps), "measured_latency_ms": float(base.latency_ms),
                      "predicted_fps": float(pred0.fps), "predicted_fps_uncalibrated": float(pred0_raw.fps)},
         "pruned": {"measured_fps": float(meas1.fps), "measured_latency_ms": float(meas1.latency_ms),
-                   "predicted_fps": float(pred1.fps), "p90_ms": float(meas1.p90_ms), "fps_mt": float(meas1.fps_mt)},
+                   "predicted_fps": float(pred1.fps), "p90_ms": float(meas1.p90_ms), "fps_mt": float(meas1.fps_mt),
+                   "how": {k: v for k, v in (meas1.provenance or {}).items()
+                           if k in ("reported", "paired_speedup", "baseline_fps", "unpaired_fps", "session_medians_ms",
+                                    "repeats", "medians_ms", "confirmed_fps")}},
         "reachable": fastest, "steps": steps, "per_layer": rows, "measurements": target.measurements,
         "search_seconds": float(loop.search_seconds),
         "cost_model_frame": dict(getattr(target.cost, "frame", {}) or {}),

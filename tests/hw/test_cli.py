@@ -72,3 +72,12 @@ def test_profile_local_small_run(cli, tmp_path):
 
     cm = load_cost_model("host-cpu", "local", model_dir=str(tmp_path))
     assert cm.predict_layer(conv(256, 256, 3, 1, 28)) > 5 * cm.predict_layer(conv(16, 16, 3, 1, 28)) > 0
+    # a CPU also gets the paired fast-path probe, and the search's alignment follows it
+    import math
+
+    from hw_prune.hw.fast_path import probe_pairs
+
+    probe = pd.read_csv(tmp_path / "fast_path.csv")
+    assert len(probe) == len(probe_pairs()) and (probe["ratio"] > 0).all()
+    fp = cm.meta["fast_path"]
+    assert cm.alignment == math.lcm(cm.tile, fp["block"]) == d["fit"]["alignment"]

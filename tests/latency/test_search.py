@@ -112,7 +112,9 @@ def test_allowed_widths_respect_alignment_and_divisor():
     assert allowed_widths(64, 1, 16) == [16, 32, 48, 64]
     assert allowed_widths(40, 4, 16) == [16, 32, 40]
     assert allowed_widths(64, 3, 16) == [48, 64]          # lcm(3, 16) = 48
-    assert allowed_widths(12, 2, 16) == [2, 4, 6, 8, 10, 12]  # narrower than one tile: divisor steps
+    assert allowed_widths(12, 2, 16) == [2, 4, 8, 12]     # narrower than one tile: the tile's halvings
+    assert allowed_widths(16, 1, 16) == [1, 2, 4, 8, 16] and allowed_widths(8, 1, 16, min_width=2) == [2, 4, 8]
+    assert allowed_widths(6, 3, 16) == [3, 6]             # no halving is a multiple of 3: divisor steps
     assert allowed_widths(64, 1, 1, min_width=60) == [60, 61, 62, 63, 64]
 
 
