@@ -14,8 +14,8 @@ Per layer class (conv by kernel/stride/grouping, depthwise, fc, pool, add, conca
 - On a CPU the channel multiple the search keeps to comes from paired probes instead (hw/fast_path.py):
   single-layer timings there scatter by +-15 %, too much for the fit to see a 16-channel fast path.
 A whole model is `f0 + f1 * sum(layers)`, with f0/f1 fitted on the profile's whole reference models (the
-per-frame cost); `calibrate()` scales that by measured / predicted of later whole-model measurements (the
-closed loop).
+per-frame cost); `calibrate()` corrects that with later whole-model measurements (the closed loop): a scale,
+or an offset and a scale once the calibrated models span 1.5x (`correction`).
 """
 
 from __future__ import annotations

@@ -44,8 +44,7 @@ def probe_pairs() -> list[tuple[int, LayerSpec, str, LayerSpec, LayerSpec]]:
     return out
 
 
-def probe(paired_ratio: Callable[[LayerSpec, LayerSpec], float],
-          progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+def probe(paired_ratio: Callable[[LayerSpec, LayerSpec], float]) -> list[dict[str, Any]]:
     """Run every probe; paired_ratio(a, b) must return t(b) / t(a) timed in alternating bursts."""
     rows = []
     for b, base, side, full, reduced in probe_pairs():
@@ -53,8 +52,6 @@ def probe(paired_ratio: Callable[[LayerSpec, LayerSpec], float],
         m, k = getattr(full, side), getattr(reduced, side)
         rows.append({"block": b, "base": base.name, "side": side, "full": m, "reduced": k, "ratio": r,
                      "proportional": k / m, "saved": (1 - r) / (1 - k / m)})
-        if progress:
-            progress(1)
     return rows
 
 
