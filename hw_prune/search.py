@@ -578,9 +578,9 @@ def allowed_widths(width: int, divisor: int = 1, alignment: int = 1, min_width: 
     `width` itself. Groups no wider than one aligned step may still shrink, to the step's halvings (8, 4, 2, 1
     at alignment 16; else multiples of the divisor): the DPU charges them a whole tile anyway, and a CPU's
     fast path wants power-of-two blocks (host-cpu: a 16-wide group cut to 6 or 7 ran no faster than at 8).
-    Where the hardware rewards no
-    alignment (CPUs: alignment 1) the step grows so that a group has at most `max_options` widths:
-    one channel more or less is below what a latency measurement resolves, and it keeps the search fast."""
+    Where the hardware rewards no alignment (alignment 1) the step grows so that a group has at most
+    `max_options` widths: one channel more or less is below what a latency measurement resolves, and it keeps
+    the search fast."""
     step = divisor * alignment // math.gcd(divisor, alignment)
     if alignment == 1 and max_options and width > step * max_options:
         step *= math.ceil(width / (step * max_options))

@@ -73,7 +73,7 @@ class Target:
     """The hardware side of one latency-targeted run: board, backend, calibrated cost model."""
 
     def __init__(self, board: str, backend: str | None = None, opts: dict[str, Any] | None = None, runs: int = 30,
-                 seed: int = 0, repeats: int = 1) -> None:
+                 seed: int = 0) -> None:
         from hw_prune.hw.backends import default_backend, get_backend
         from hw_prune.hw.boards import load_board
         from hw_prune.hw.cost_model import load_cost_model
@@ -99,7 +99,6 @@ class Target:
             else:
                 raise
         self.runs = runs
-        self.repeats = repeats
         self.measurements = 0
         self._seen: dict[tuple, Any] = {}
         self._reference: tuple[nn.Module, Any] | None = None
@@ -109,25 +108,15 @@ class Target:
         return bool(getattr(self.backend, "simulated", False))
 
     def measure(self, model: nn.Module, input_shape: tuple[int, int, int, int]) -> Any:
-        """One measurement; with repeats > 1 on real targets, the median of `repeats` measurements (the
-        spread is kept in provenance). Not the best: on a VM some sessions run ~35 % faster than usual, and
-        the best of three picked one of them often enough that the closed loop chased noise
-        (LocalBackend.measure_model already takes the median over several sessions)."""
+        """One measurement. The first model measured (the baseline) is timed on its own (on a CPU, the median
+        over several sessions, LocalBackend.measure_model); later ones, on a backend that can, against it in
+        alternating bursts (_measure_paired)."""
         self.measurements += 1
-        paired = self._reference is not None and model is not self._reference[0]
-        if paired:
+        if self._reference is not None and model is not self._reference[0]:
             return self._measure_paired(model, input_shape)
-        if self.simulated or self.repeats <= 1:
-            m = self.backend.measure_model(model, input_shape, self.runs)
-            self._keep_reference(model, m)
-            return m
-        ms = sorted((self.backend.measure_model(model, input_shape, self.runs) for _ in range(self.repeats)),
-                    key=lambda m: m.latency_ms)
-        mid = ms[len(ms) // 2]
-        mid.provenance = {**(mid.provenance or {}), "repeats": len(ms),
-                          "medians_ms": [round(float(m.latency_ms), 4) for m in ms], "reported": "median"}
-        self._keep_reference(model, mid)
-        return mid
+        m = self.backend.measure_model(model, input_shape, self.runs)
+        self._keep_reference(model, m)
+        return m
 
     def _keep_reference(self, model: nn.Module, m: Any) -> None:
         """The first model measured (the baseline) becomes the reference of paired measurements on a
@@ -548,7 +537,7 @@ def run_latency_prune(args: Any, bundle: Any, splits: Any) -> dict[str, Any]:
                    "predicted_fps": float(pred1.fps), "p90_ms": float(meas1.p90_ms), "fps_mt": float(meas1.fps_mt),
                    "how": {k: v for k, v in (meas1.provenance or {}).items()
                            if k in ("reported", "paired_speedup", "baseline_fps", "unpaired_fps", "session_medians_ms",
-                                    "repeats", "medians_ms", "confirmed_fps")}},
+                                    "confirmed_fps")}},
         "reachable": fastest, "steps": steps, "per_layer": rows, "measurements": target.measurements,
         "search_seconds": float(loop.search_seconds),
         "cost_model_frame": dict(getattr(target.cost, "frame", {}) or {}),
